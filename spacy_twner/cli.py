@@ -1,0 +1,122 @@
+"""The `twner` command line: the project's own steps, spaCy-CLI style."""
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from wasabi import msg
+
+app = typer.Typer(
+    name="twner", help="WNUT Twitter NER for spaCy.", no_args_is_help=True
+)
+
+
+@app.command()
+def convert(
+    input_path: Path = typer.Argument(..., help="WNUT CoNLL file (token<TAB>tag)"),
+    output_path: Path = typer.Argument(..., help="DocBin to write (.spacy)"),
+    labels: Optional[str] = typer.Option(
+        None, help="Allowed entity labels: a dataset name (wnut16, wnut17) or a comma-separated list"
+    ),
+    repair: bool = typer.Option(
+        False, "--repair", help="Turn an I-X after O or another type into B-X instead of failing"
+    ),
+) -> None:
+    """Convert a WNUT CoNLL file into a spaCy DocBin, one Doc per tweet."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    from .conll import ConllError, read_conll, sentences_to_docs
+    from .files import write_atomic
+
+    try:
+        conll = read_conll(input_path, labels=_label_set(labels), repair=repair)
+    except (ConllError, FileNotFoundError) as e:
+        msg.fail(str(e), exits=1)
+    docs = list(sentences_to_docs(Vocab(), conll.sentences))
+    try:
+        write_atomic(output_path, DocBin(docs=docs, store_user_data=False).to_bytes())
+    except FileNotFoundError as e:
+        msg.fail(str(e), exits=1)
+    entities = Counter(ent.label_ for doc in docs for ent in doc.ents)
+    msg.good(f"Wrote {len(docs)} docs to {output_path}")
+    msg.table(
+        [("docs", len(docs)), ("tokens", sum(len(d) for d in docs)),
+         ("entities", sum(entities.values()))]
+        + [(f"  {label}", n) for label, n in sorted(entities.items())]
+        + [("-DOCSTART- lines skipped", conll.docstarts), ("tags repaired", conll.repaired)],
+        header=("", "count"),
+        aligns=("l", "r"),
+    )  # fmt: skip
+
+
+@app.command("to-conll")
+def to_conll(
+    input_path: Path = typer.Argument(..., help="DocBin (.spacy)", exists=True, dir_okay=False),
+    output_path: Path = typer.Argument(..., help="CoNLL file to write"),
+) -> None:
+    """Write a DocBin back as WNUT CoNLL (token<TAB>IOB2 tag, blank line per tweet)."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    from .conll import docs_to_conll
+    from .files import write_atomic
+
+    docs = DocBin().from_disk(input_path).get_docs(Vocab())
+    try:
+        write_atomic(output_path, docs_to_conll(docs).encode("utf-8"))
+    except FileNotFoundError as e:
+        msg.fail(str(e), exits=1)
+    msg.good(f"Wrote {output_path}")
+
+
+@app.command("verify-assets")
+def verify_assets(
+    project_dir: Path = typer.Argument(Path.cwd(), help="Project directory", exists=True, file_okay=False),
+    dataset: Optional[str] = typer.Option(None, help="Check only the assets under assets/DATASET"),
+) -> None:
+    """Check the fetched assets against the SHA-256 sums in project.yml.
+
+    weasel checks MD5 only and merely warns on a mismatch; this fails.
+    """
+    from .assets import verify
+
+    problems = verify(project_dir, dataset=dataset)
+    for problem in problems:
+        msg.fail(problem)
+    if problems:
+        raise typer.Exit(1)
+    msg.good("All assets match their SHA-256 sums")
+
+
+@app.command("package-meta")
+def package_meta(
+    model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
+    metrics_path: Path = typer.Argument(..., help="Test metrics JSON from `spacy evaluate`", exists=True, dir_okay=False),
+    template_path: Path = typer.Argument(..., help="meta.json template (name, description, sources)", exists=True, dir_okay=False),
+    output_path: Path = typer.Argument(..., help="meta.json to write for `spacy package --meta-path`"),
+    requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged code"),
+    version: Optional[str] = typer.Option(None, help="Package version"),
+) -> None:
+    """Write the meta.json for `spacy package`: template + test scores."""
+    import srsly
+
+    from .meta import build_meta
+
+    meta = build_meta(
+        srsly.read_json(model_path / "meta.json"),
+        srsly.read_json(metrics_path),
+        srsly.read_json(template_path),
+        requirements=requirements,
+        version=version,
+    )
+    srsly.write_json(output_path, meta)
+    msg.good(f"Wrote {output_path}")
+
+
+def _label_set(labels: Optional[str]) -> Optional[List[str]]:
+    from .conll import DATASET_LABELS
+
+    if labels is None:
+        return None
+    return DATASET_LABELS.get(labels) or [l for l in labels.split(",") if l]

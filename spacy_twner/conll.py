@@ -1,0 +1,176 @@
+"""Read and write the WNUT CoNLL format.
+
+One `token<TAB>tag` (or `token tag`) per line, IOB2 tags, tweets separated by
+blank or whitespace-only lines (WNUT17 train uses a lone TAB). Every problem is
+reported with file, line and cause; nothing is dropped or repaired silently.
+"""
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Collection, Dict, Iterable, Iterator, List, Optional
+
+from spacy.tokens import Doc
+from spacy.vocab import Vocab
+
+# The datasets' own labels, kept as they are so that scores compare with
+# published conlleval numbers.
+DATASET_LABELS: Dict[str, List[str]] = {
+    "wnut16": [
+        "company", "facility", "geo-loc", "movie", "musicartist",
+        "other", "person", "product", "sportsteam", "tvshow",
+    ],
+    "wnut17": [
+        "corporation", "creative-work", "group", "location", "person", "product",
+    ],
+}  # fmt: skip
+
+DOCSTART = "-DOCSTART-"
+TAG_RE = re.compile(r"^(O|[BI]-(\S+))$")
+
+
+class ConllError(ValueError):
+    """A problem in a CoNLL file, located by path and 1-based line number."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{path}:{line}: {problem}")
+
+
+@dataclass
+class Sentence:
+    """One tweet: its tokens, their IOB2 tags and the line it starts on."""
+
+    words: List[str]
+    tags: List[str]
+    line: int
+
+
+@dataclass
+class ConllFile:
+    """The tweets of one file and what the reader had to do to get them."""
+
+    path: Path
+    sentences: List[Sentence] = field(default_factory=list)
+    docstarts: int = 0
+    repaired: int = 0
+
+
+def read_conll(
+    path: Path, *, labels: Optional[Collection[str]] = None, repair: bool = False
+) -> ConllFile:
+    """Parse a whole CoNLL file, so that an error leaves nothing half-written.
+
+    labels: if given, any other entity type is an error.
+    repair: turn an I-X that follows O or another type into B-X (and count it)
+        instead of failing on it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConllError(
+            path, line, f"not valid UTF-8 at byte offset {e.start} ({e.reason})"
+        ) from None
+    text = text.removeprefix("\ufeff")
+    result = ConllFile(path)
+    words: List[str] = []
+    tags: List[str] = []
+    start = 0
+    # Split on "\n" only: str.splitlines() would also break on characters
+    # such as U+2028 that can occur inside a tweet's tokens.
+    for i, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            if words:
+                result.sentences.append(Sentence(words, tags, start))
+                words, tags = [], []
+            continue
+        word, tag = _split_line(path, i, line)
+        if word == DOCSTART:
+            result.docstarts += 1
+            if words:
+                result.sentences.append(Sentence(words, tags, start))
+                words, tags = [], []
+            continue
+        tag, fixed = _check_tag(path, i, tag, tags[-1] if tags else "O", labels, repair)
+        result.repaired += fixed
+        if not words:
+            start = i
+        words.append(word)
+        tags.append(tag)
+    if words:
+        result.sentences.append(Sentence(words, tags, start))
+    if not result.sentences:
+        raise ConllError(path, 1, "no tokens found: the file is empty or has only blank lines")
+    return result
+
+
+def _split_line(path: Path, i: int, line: str) -> tuple:
+    columns = line.split("\t") if "\t" in line else line.split(" ")
+    if len(columns) == 1:
+        raise ConllError(path, i, f"one column only (token without tag): {line!r}")
+    if len(columns) > 2:
+        raise ConllError(
+            path, i, f"{len(columns)} columns, expected 2 (token, tag): {line!r}"
+        )
+    word, tag = columns
+    if not word or word.isspace():
+        raise ConllError(path, i, f"empty token: {line!r}")
+    if any(c.isspace() for c in word):
+        raise ConllError(path, i, f"token contains whitespace: {word!r}")
+    return word, tag
+
+
+def _check_tag(
+    path: Path,
+    i: int,
+    tag: str,
+    previous: str,
+    labels: Optional[Collection[str]],
+    repair: bool,
+) -> tuple:
+    """Validate one IOB2 tag; return it (or its repair) and whether it was repaired."""
+    match = TAG_RE.match(tag)
+    if match is None:
+        raise ConllError(path, i, f"tag {tag!r} is not O, B-X or I-X")
+    label = match.group(2)
+    if label is not None and labels is not None and label not in labels:
+        raise ConllError(
+            path, i, f"label {label!r} is not in the label set {sorted(labels)}"
+        )
+    if tag.startswith("I-") and previous[2:] != label:
+        if not repair:
+            raise ConllError(
+                path,
+                i,
+                f"{tag} follows {previous}: an entity must start with B-{label} "
+                "(use --repair to turn it into B-)",
+            )
+        return f"B-{label}", 1
+    return tag, 0
+
+
+def sentences_to_docs(vocab: Vocab, sentences: Iterable[Sentence]) -> Iterator[Doc]:
+    """One Doc per tweet, entities set from the IOB2 tags by spaCy itself."""
+    for sent in sentences:
+        yield Doc(vocab, words=sent.words, ents=sent.tags)
+
+
+def doc_to_tags(doc: Doc) -> List[str]:
+    """The IOB2 tags of a Doc's entities, one per token."""
+    return [f"{t.ent_iob_}-{t.ent_type_}" if t.ent_type_ else "O" for t in doc]
+
+
+def docs_to_conll(docs: Iterable[Doc]) -> str:
+    """Write Docs back in the WNUT layout: a blank line after every tweet."""
+    lines = []
+    for doc in docs:
+        lines.extend(f"{t.text}\t{tag}" for t, tag in zip(doc, doc_to_tags(doc)))
+        lines.append("")
+    return "\n".join(lines) + "\n" if lines else ""

@@ -89,29 +89,33 @@ def verify_assets(
     msg.good("All assets match their SHA-256 sums")
 
 
-@app.command("package-meta")
-def package_meta(
+@app.command()
+def package(
     model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
     metrics_path: Path = typer.Argument(..., help="Test metrics JSON from `spacy evaluate`", exists=True, dir_okay=False),
-    template_path: Path = typer.Argument(..., help="meta.json template (name, description, sources)", exists=True, dir_okay=False),
-    output_path: Path = typer.Argument(..., help="meta.json to write for `spacy package --meta-path`"),
-    requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged code"),
+    output_dir: Path = typer.Argument(..., help="Where the package folder goes", exists=True, file_okay=False),
+    template_path: Path = typer.Option(Path("configs/meta.json"), "--template", help="meta.json template (description, sources, license)", exists=True, dir_okay=False),
+    name: Optional[str] = typer.Option(None, help="Package name without the language prefix"),
     version: Optional[str] = typer.Option(None, help="Package version"),
+    code_paths: List[Path] = typer.Option([], "--code", help="Python file the pipeline needs; copied into the package", exists=True, dir_okay=False),
+    requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged code"),
 ) -> None:
-    """Write the meta.json for `spacy package`: template + test scores."""
+    """Package a trained pipeline as a wheel with its test scores and data sources."""
     import srsly
 
     from .meta import build_meta
+    from .package import package_pipeline
 
     meta = build_meta(
         srsly.read_json(model_path / "meta.json"),
         srsly.read_json(metrics_path),
         srsly.read_json(template_path),
         requirements=requirements,
+        name=name,
         version=version,
     )
-    srsly.write_json(output_path, meta)
-    msg.good(f"Wrote {output_path}")
+    wheel = package_pipeline(model_path, output_dir, meta, code_paths)
+    msg.good(f"Built {wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
 
 
 def _label_set(labels: Optional[str]) -> Optional[List[str]]:

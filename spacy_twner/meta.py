@@ -11,6 +11,7 @@ def build_meta(
     template: Dict[str, Any],
     *,
     requirements: Iterable[str] = (),
+    name: Optional[str] = None,
     version: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Template fields, test-set scores and the packaged code's requirements.
@@ -19,6 +20,8 @@ def build_meta(
     dev scores that chose the checkpoint stay under `performance_dev`.
     """
     meta = dict(template)
+    if name:
+        meta["name"] = name
     if version:
         meta["version"] = version
     meta["performance"] = {k: test_metrics[k] for k in SCORE_KEYS if k in test_metrics}

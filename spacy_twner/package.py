@@ -1,0 +1,42 @@
+"""Package a trained pipeline as a wheel that needs nothing from spacy_twner."""
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import srsly
+from spacy.cli.package import package as spacy_package
+from spacy.util import split_requirement
+
+# The packaged code is copied into the wheel (`--code`), so the plugin itself
+# is no requirement; spaCy adds it only because it also finds our entry points.
+OWN_DISTRIBUTION = "spacy-twner"
+
+
+def package_pipeline(
+    model_path: Path, output_dir: Path, meta: Dict[str, Any], code_paths: List[Path]
+) -> Path:
+    """Run `spacy package`, drop spacy-twner from the requirements, build the wheel."""
+    meta_path = Path(model_path).parent / "package-meta.json"
+    srsly.write_json(meta_path, meta)
+    spacy_package(
+        Path(model_path),
+        Path(output_dir),
+        meta_path=meta_path,
+        code_paths=[Path(p) for p in code_paths],
+        create_sdist=False,
+        create_wheel=False,
+        require_parent=True,
+        force=True,
+        silent=False,
+    )
+    name = f"{meta['lang']}_{meta['name']}"
+    main_path = Path(output_dir) / f"{name}-{meta['version']}"
+    packaged = srsly.read_json(main_path / "meta.json")
+    packaged["requirements"] = [
+        req for req in packaged.get("requirements", [])
+        if split_requirement(req)[0] != OWN_DISTRIBUTION
+    ]  # fmt: skip
+    srsly.write_json(main_path / "meta.json", packaged)
+    subprocess.run([sys.executable, "-m", "build", "--wheel", str(main_path)], check=True)
+    return main_path / "dist" / f"{name}-{meta['version']}-py3-none-any.whl"

@@ -1,0 +1,128 @@
+"""The real project workflow on a slice of WNUT17, down to an offline wheel load.
+
+`spacy project run all` converts, trains (60 train / 30 dev tweets, a few
+steps, the embedded backbone), evaluates and packages; the wheel then goes
+into a fresh virtual environment without spacy_twner and is loaded there with
+HF_HUB_OFFLINE=1 and socket creation made to raise.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import spacy
+
+from .conftest import ROOT
+
+TWEETS = [
+    "Heading to New York with @justinbieber tomorrow #excited",
+    "Apple announced the new iPhone at the event in California",
+    "lol my mom just texted me from London",
+]
+
+# Runs inside the fresh venv: no spacy_twner, no network, then the pipeline.
+OFFLINE_LOAD = """
+import importlib.util, json, socket, sys
+
+def no_network(*args, **kwargs):
+    raise OSError("network access attempted")
+
+socket.socket = no_network
+socket.create_connection = no_network
+socket.getaddrinfo = no_network
+assert importlib.util.find_spec("spacy_twner") is None, "spacy_twner is installed"
+
+import spacy
+nlp = spacy.load("en_twner")
+result = []
+for doc in nlp.pipe(json.loads(sys.argv[1])):
+    result.append({
+        "ents": [[e.start_char, e.end_char, e.label_] for e in doc.ents],
+        "trf": float(abs(doc._.trf_data.last_hidden_layer_state.data).sum()),
+    })
+print(json.dumps({"pipe_names": nlp.pipe_names, "meta": nlp.meta, "docs": result}))
+"""
+
+
+def predict(nlp, texts):
+    return [
+        {
+            "ents": [[e.start_char, e.end_char, e.label_] for e in doc.ents],
+            "trf": float(abs(doc._.trf_data.last_hidden_layer_state.data).sum()),
+        }
+        for doc in nlp.pipe(texts)
+    ]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, data_dir):
+    """A copy of the project, run through the whole `all` workflow."""
+    project_dir = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "project.yml", project_dir)
+    shutil.copytree(ROOT / "configs", project_dir / "configs")
+    shutil.copytree(ROOT / "spacy_twner", project_dir / "spacy_twner")
+    overrides = {
+        "wnut16_source": data_dir / "wnut16",
+        "wnut17_source": data_dir / "wnut17",
+        "dataset": "wnut17",
+        "max_steps": 6,
+        "eval_frequency": 3,
+        "train_limit": 60,
+        "dev_limit": 30,
+    }
+    cmd = [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir)]
+    for key, value in overrides.items():
+        cmd += [f"--vars.{key}", str(value)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(cmd, check=True, env=env)
+    return project_dir
+
+
+def test_workflow_writes_test_metrics_per_type(project):
+    metrics = json.loads((project / "metrics" / "wnut17-trf.json").read_text())
+    for key in ("ents_p", "ents_r", "ents_f", "speed"):
+        assert isinstance(metrics[key], float)
+    assert set(metrics["ents_per_type"]) <= {
+        "corporation", "creative-work", "group", "location", "person", "product"
+    }  # fmt: skip
+    assert (project / "metrics" / "wnut17-trf-displacy" / "entities.html").is_file()
+
+
+def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, tmp_path):
+    wheel = project / "packages" / "en_twner-0.1.0" / "dist" / "en_twner-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as z:
+        packaged = set(z.namelist())
+        meta = json.loads(z.read("en_twner/meta.json"))
+    assert "en_twner/backbone.py" in packaged
+    assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
+    assert any(r.startswith("spacy-transformers") for r in meta["requirements"])
+    assert meta["sources"] and "ents_per_type" in meta["performance"]
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # torch first and pinned: left to the resolver it would fetch a CUDA build.
+    subprocess.run(pip + ["torch==2.13.0"], check=True)
+    subprocess.run(pip + [str(wheel)], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", OFFLINE_LOAD, json.dumps(TWEETS)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["pipe_names"] == ["transformer", "ner"]
+    assert loaded["meta"]["performance"] == meta["performance"]
+    # The wheel predicts exactly what the trained pipeline predicts here.
+    nlp = spacy.load(project / "training" / "wnut17-trf" / "model-best")
+    expected = predict(nlp, TWEETS)
+    assert [d["ents"] for d in loaded["docs"]] == [d["ents"] for d in expected]
+    for doc, want, text in zip(loaded["docs"], expected, TWEETS):
+        assert doc["trf"] > 0.0 and doc["trf"] == pytest.approx(want["trf"], rel=1e-4)
+        for start, end, label in doc["ents"]:
+            assert 0 <= start < end <= len(text) and label

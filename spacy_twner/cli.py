@@ -118,6 +118,18 @@ def package(
     msg.good(f"Built {wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
 
 
+@app.command()
+def compare(
+    metrics_paths: List[Path] = typer.Argument(..., help="Metrics JSON files from `spacy evaluate`", exists=True, dir_okay=False),
+) -> None:
+    """Print a Markdown table of several runs' scores, side by side."""
+    import srsly
+
+    from .compare import compare_table
+
+    print(compare_table({p.stem: srsly.read_json(p) for p in metrics_paths}))
+
+
 def _label_set(labels: Optional[str]) -> Optional[List[str]]:
     from .conll import DATASET_LABELS
 

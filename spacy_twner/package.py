@@ -1,4 +1,5 @@
 """Package a trained pipeline as a wheel that needs nothing from spacy_twner."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,15 @@ OWN_DISTRIBUTION = "spacy-twner"
 def package_pipeline(
     model_path: Path, output_dir: Path, meta: Dict[str, Any], code_paths: List[Path]
 ) -> Path:
-    """Run `spacy package`, drop spacy-twner from the requirements, build the wheel."""
+    """Run `spacy package`, drop spacy-twner from the requirements, build the wheel.
+
+    The package folder is rebuilt from scratch: `spacy package --force` only
+    replaces its inner folder, and setuptools would copy a previous build's
+    leftovers (another pipeline's weights) from build/ into the new wheel.
+    """
+    name = f"{meta['lang']}_{meta['name']}"
+    main_path = Path(output_dir) / f"{name}-{meta['version']}"
+    shutil.rmtree(main_path, ignore_errors=True)
     meta_path = Path(model_path).parent / "package-meta.json"
     srsly.write_json(meta_path, meta)
     spacy_package(
@@ -30,8 +39,6 @@ def package_pipeline(
         force=True,
         silent=False,
     )
-    name = f"{meta['lang']}_{meta['name']}"
-    main_path = Path(output_dir) / f"{name}-{meta['version']}"
     packaged = srsly.read_json(main_path / "meta.json")
     packaged["requirements"] = [
         req for req in packaged.get("requirements", [])

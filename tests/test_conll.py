@@ -1,4 +1,5 @@
 """The WNUT reader/converter on the real files, and its error reports."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,15 @@ def test_cli_errors_exit_non_zero_and_leave_no_output(tmp_path):
     good.write_text("a\tO\n", encoding="utf-8")
     no_dir = subprocess.run(run + [str(good), str(tmp_path / "no" / "x.spacy")], capture_output=True, text=True)
     assert no_dir.returncode == 1 and "does not exist" in flat(no_dir.stdout)
+
+
+def test_console_script_and_compare_table(tmp_path):
+    twner = Path(sys.executable).parent / "twner"
+    assert "convert" in subprocess.run([str(twner), "--help"], capture_output=True, text=True, check=True).stdout
+    metrics = {"ents_p": 0.5, "ents_r": 0.25, "ents_f": 1 / 3, "speed": 1234.0,
+               "ents_per_type": {"person": {"p": 1.0, "r": 0.5, "f": 2 / 3}}}  # fmt: skip
+    path = tmp_path / "run-a.json"
+    path.write_text(json.dumps(metrics))
+    table = subprocess.run([str(twner), "compare", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "| | run-a |" in table.replace("|  |", "| |")
+    assert "50.0 / 25.0 / **33.3**" in table and "100.0 / 50.0 / **66.7**" in table and "1,234" in table

@@ -126,3 +126,24 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, tmp_path
         assert doc["trf"] > 0.0 and doc["trf"] == pytest.approx(want["trf"], rel=1e-4)
         for start, end, label in doc["ents"]:
             assert 0 <= start < end <= len(text) and label
+
+
+def test_repackaging_leaves_nothing_stale_in_the_wheel(project):
+    """A second package run ships exactly the pipeline, not an earlier build's files."""
+    model = project / "training" / "wnut17-trf" / "model-best"
+    stale = project / "packages" / "en_twner-0.1.0" / "build" / "lib" / "en_twner" / "en_twner-0.1.0"
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "stale-weights.bin").write_bytes(b"x" * 1024)
+    subprocess.run(
+        [sys.executable, "-m", "spacy_twner", "package", str(model),
+         str(project / "metrics" / "wnut17-trf.json"), str(project / "packages"),
+         "--template", str(project / "configs" / "meta.json"), "--name", "twner",
+         "--version", "0.1.0", "--code", str(project / "spacy_twner" / "backbone.py")],
+        check=True, cwd=project,
+    )  # fmt: skip
+    wheel = project / "packages" / "en_twner-0.1.0" / "dist" / "en_twner-0.1.0-py3-none-any.whl"
+    prefix = "en_twner/en_twner-0.1.0/"
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {n[len(prefix):] for n in z.namelist() if n.startswith(prefix)}
+    expected = {str(p.relative_to(model)) for p in model.rglob("*") if p.is_file()}
+    assert shipped == expected | {"README.md", "meta.json"}

@@ -1,7 +1,7 @@
 """SHA-256 checks of the assets declared in project.yml."""
 import hashlib
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Sequence
 
 import srsly
 
@@ -14,17 +14,18 @@ def sha256sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(project_dir: Path, dataset: Optional[str] = None) -> List[str]:
+def verify(project_dir: Path, folders: Sequence[str] = ()) -> List[str]:
     """Return one line per missing or altered asset (empty if all is well).
 
     Each asset in project.yml carries `sha256` beside weasel's MD5
     `checksum`: the SHA-256 sums are the ones the data's upstream lists.
+    `folders` limits the check to assets under assets/FOLDER.
     """
     project = srsly.read_yaml(Path(project_dir) / "project.yml")
     problems = []
     for asset in project.get("assets", []):
         dest = Path(asset["dest"])
-        if "sha256" not in asset or (dataset and dest.parts[1:2] != (dataset,)):
+        if "sha256" not in asset or (folders and dest.parts[1] not in folders):
             continue
         path = Path(project_dir) / dest
         if not path.is_file():

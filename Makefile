@@ -11,7 +11,8 @@ HF_HUB_OFFLINE ?= 1
 export HF_HUB_OFFLINE
 
 ifneq ($(MIRROR),)
-SOURCES := --vars.wnut16_source $(MIRROR)/wnut16 --vars.wnut17_source $(MIRROR)/wnut17
+SOURCES := --vars.wnut16_source $(MIRROR)/wnut16 --vars.wnut17_source $(MIRROR)/wnut17 \
+	--vars.stsb_source $(MIRROR)/stsb-multi-mt
 endif
 
 .PHONY: all test

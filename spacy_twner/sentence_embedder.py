@@ -12,11 +12,13 @@ Embeddings are stored as extension values in `doc.user_data`
 spaCy does not serialize hooks, so after a round trip `add_vector_hooks(doc)`
 puts them back without re-encoding.
 """
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import catalogue
 import numpy
+import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span
@@ -121,10 +123,24 @@ class SentenceEmbedder(Pipe):
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        raise NotImplementedError(f"[{self.name}] serialize the pipeline with to_disk")
+        """The saved model's files (safetensors, JSON) in one msgpack message."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.to_disk(tmp)
+            root = Path(tmp) / "model"
+            files = {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+        return srsly.msgpack_dumps(files)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SentenceEmbedder":
-        raise NotImplementedError(f"[{self.name}] load the pipeline with spacy.load / from_disk")
+        """Write the model's files to a scratch directory and load them from there."""
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "model"
+            for name, data in srsly.msgpack_loads(bytes_data).items():
+                target = (root / name).resolve()
+                if root.resolve() not in target.parents:
+                    raise ValueError(f"[{self.name}] model file name {name!r} points outside the model directory")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            return self.from_disk(tmp)
 
 
 def _load_encoder(model: str, device: Optional[str], local_files_only: bool = False):

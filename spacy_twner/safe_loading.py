@@ -1,0 +1,176 @@
+"""Load a pipeline without unpickling anything, and refuse damaged or altered files.
+
+spacy-transformers saves the Hugging Face weights with `torch.save` and loads
+them with `torch.load`, i.e. by unpickling: a pipeline someone else built
+could run code on load. `spacy_twner.TransformerModel.v1` is the same model
+with a shim that writes and reads safetensors only. The NER weights are
+spaCy's own msgpack, the sentence embedder's are safetensors.
+
+`spacy_twner.checksummed_files.v1` makes `nlp.to_disk` write the sha256 of
+every file it saved and `nlp.from_disk` check them before reading anything,
+so a truncated or tampered pipeline directory fails with the file's name
+instead of loading wrong weights or failing deep inside a decoder.
+
+This file ships inside en_twner (`spacy package --code`), so it imports
+nothing from spacy_twner.
+"""
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Union
+
+import srsly
+from spacy.language import Language
+from spacy.util import SimpleFrozenDict, SimpleFrozenList, ensure_path, registry
+from thinc.api import get_torch_default_device
+
+try:
+    from spacy_transformers.data_classes import HFObjects
+    from spacy_transformers.layers.hf_shim import HFShim
+    from spacy_transformers.util import make_tempdir
+except ImportError:  # a CNN pipeline has no transformer to load
+    HFShim = object
+
+CHECKSUMS = "sha256sums.json"
+# `spacy package` rewrites meta.json (scores, requirements): not a model file.
+UNCHECKED = {CHECKSUMS, "meta.json"}
+
+
+class DamagedPipelineError(ValueError):
+    """A pipeline file is missing, truncated or not what was saved."""
+
+
+@registry.architectures("spacy_twner.TransformerModel.v1")
+def create_safe_transformer_model(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+):
+    """spacy-transformers.TransformerModel.v3 whose weights serialize as safetensors."""
+    make_model = registry.architectures.get("spacy-transformers.TransformerModel.v3")
+    model = make_model(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
+    # The shim is built inside TransformerModel; only its (de)serialization changes.
+    model.layers[0].shims[0].__class__ = SafetensorsHFShim
+    return model
+
+
+class SafetensorsHFShim(HFShim):
+    """HFShim.to_bytes/from_bytes with the weights as safetensors, never a pickle."""
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        msg = srsly.msgpack_loads(super().to_bytes())
+        if msg["config"]:
+            # clone(): safetensors refuses tensors that share memory (tied weights).
+            state = {k: v.detach().clone().contiguous() for k, v in self._model.state_dict().items()}
+            msg["state"] = save(state)
+            msg["format"] = "safetensors"
+        return srsly.msgpack_dumps(msg)
+
+    def from_bytes(self, bytes_data: bytes) -> "SafetensorsHFShim":
+        """HFShim.from_bytes, with safetensors' load where it calls torch.load."""
+        from safetensors.torch import load
+
+        msg = srsly.msgpack_loads(bytes_data)
+        if not msg["config"]:
+            return super().from_bytes(bytes_data)  # never initialized: no weights to read
+        if msg.get("format") != "safetensors":
+            raise DamagedPipelineError(
+                "transformer weights are not in safetensors format; refusing to unpickle them "
+                "(re-save the pipeline with spacy_twner.TransformerModel.v1)"
+            )
+        with make_tempdir() as temp_dir:
+            srsly.write_json(temp_dir / "config.json", msg["config"])
+            config = self.config_cls.from_pretrained(temp_dir / "config.json")
+            tok_files = dict(msg["tokenizer"])
+            tok_kwargs = tok_files.pop("kwargs", {})
+            for file_name, data in tok_files.items():
+                (temp_dir / file_name).write_bytes(data)
+            tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
+            vocab_file = temp_dir / getattr(tokenizer, "vocab_files_names", {}).get("vocab_file", "-")
+            vocab_contents = vocab_file.read_bytes() if vocab_file.is_file() else None
+        transformer = self.model_cls.from_config(config)
+        transformer.load_state_dict(load(msg["state"]))
+        transformer.to(get_torch_default_device())
+        self._hfmodel = HFObjects(tokenizer, transformer, vocab_contents, SimpleFrozenDict(), SimpleFrozenDict())
+        self._model = transformer
+        return self
+
+
+@registry.callbacks("spacy_twner.checksummed_files.v1")
+def make_checksummed_files() -> Callable[[Language], Language]:
+    """An `[nlp] after_creation` callback: checksums on to_disk, checked on from_disk."""
+    return add_checksums
+
+
+def add_checksums(nlp: Language) -> Language:
+    nlp.to_disk = _ChecksummedToDisk(nlp)
+    nlp.from_disk = _VerifiedFromDisk(nlp)
+    return nlp
+
+
+class _ChecksummedToDisk:
+    """Language.to_disk, then the sha256 of each file saved. A class, not a closure,
+    so that the Language still pickles for nlp.pipe(n_process=...)."""
+
+    def __init__(self, nlp: Language) -> None:
+        self.nlp = nlp
+
+    def __call__(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
+        path = ensure_path(path)
+        Language.to_disk(self.nlp, path, exclude=exclude)
+        srsly.write_json(path / CHECKSUMS, file_checksums(path))
+
+
+class _VerifiedFromDisk:
+    """Language.from_disk after checking every file against the saved checksums."""
+
+    def __init__(self, nlp: Language) -> None:
+        self.nlp = nlp
+
+    def __call__(
+        self,
+        path: Union[str, Path],
+        *,
+        exclude: Iterable[str] = SimpleFrozenList(),
+        overrides: Dict[str, Any] = SimpleFrozenDict(),
+    ) -> Language:
+        verify_checksums(ensure_path(path))
+        return Language.from_disk(self.nlp, path, exclude=exclude, overrides=overrides)
+
+
+def file_checksums(path: Path) -> Dict[str, str]:
+    """sha256 of every file under path, by relative POSIX path."""
+    return {
+        f.relative_to(path).as_posix(): _sha256(f)
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and f.relative_to(path).as_posix() not in UNCHECKED
+    }
+
+
+def verify_checksums(path: Path) -> None:
+    """Raise DamagedPipelineError naming the first file that is missing or changed."""
+    sums_path = path / CHECKSUMS
+    if not sums_path.is_file():
+        raise DamagedPipelineError(f"{sums_path}: missing; the pipeline directory is incomplete or was not saved by this pipeline")
+    try:
+        expected = srsly.read_json(sums_path)
+    except ValueError as e:
+        raise DamagedPipelineError(f"{sums_path}: not valid JSON ({e})") from None
+    for name, digest in expected.items():
+        file = path / name
+        if not file.is_file():
+            raise DamagedPipelineError(f"{file}: missing from the pipeline directory")
+        if _sha256(file) != digest:
+            raise DamagedPipelineError(f"{file}: sha256 differs from {CHECKSUMS}; the file is truncated or was modified")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

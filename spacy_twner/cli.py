@@ -151,6 +151,7 @@ def distill(
     batch_size: int = typer.Option(64, help="Pairs per step"),
     learning_rate: float = typer.Option(5e-5, help="Peak learning rate (linear warm-up and decay); a static student wants about 0.05"),
     max_pairs: int = typer.Option(0, help="Use only the first N pairs (0: all)"),
+    vocab_size: int = typer.Option(60000, help="Subword vocabulary of a static student"),
     seed: int = typer.Option(0, help="Random seed"),
 ) -> None:
     """Multilingual knowledge distillation: student(English), student(translation) -> teacher(English)."""
@@ -160,7 +161,7 @@ def distill(
     stats = run_distill(
         resolve_backbone(teacher), resolve_backbone(student), data_dir, output_dir,
         languages=_languages(languages), epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, max_pairs=max_pairs, seed=seed,
+        learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size, seed=seed,
     )  # fmt: skip
     msg.good(f"Saved the student to {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))

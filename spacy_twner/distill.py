@@ -58,6 +58,7 @@ def distill(
     learning_rate: float = 5e-5,
     max_pairs: int = 0,
     max_seq_length: int = 128,
+    vocab_size: int = 60000,
     seed: int = 0,
 ) -> Dict[str, float]:
     """Train the student on MSE to the teacher's English embeddings; save it as safetensors."""
@@ -74,8 +75,7 @@ def distill(
     if max_pairs:
         pairs = pairs[:max_pairs]
     if student_name == STATIC:
-        dim = teacher.encode(pairs[0][0]).shape[-1]
-        student = static_student([text for pair in pairs for text in pair], dim)
+        student = static_student([text for pair in pairs for text in pair], teacher, vocab_size)
     else:
         student = SentenceTransformer(student_name, trust_remote_code=False)
         # Every batch pads to its longest sentence: a cap keeps a stray long one cheap.
@@ -109,12 +109,17 @@ def distill(
     return {"pairs": len(pairs), "english_sentences": len(english), "seconds": seconds}
 
 
-def static_student(texts: Sequence[str], dim: int, vocab_size: int = 30000):
+def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000):
     """A bag-of-subwords student: a WordPiece vocabulary learnt from the parallel text of
     every language (accents kept, CJK split per character), one trainable vector each.
 
     No multilingual transformer can be downloaded here; this one is built from the
-    data alone and encodes thousands of sentences a second on a CPU.
+    data alone and encodes thousands of sentences a second on a CPU. Each vector
+    starts as the teacher's embedding of its subword (as model2vec does), not as
+    random noise: rare subwords get few updates and kept their noise (measured on
+    Italian alone: en-it 28.5 from a random start, 60.9 from the teacher's).
+    Ten languages share the vocabulary: 60,000 subwords beat 30,000 (en-it 58.7
+    vs 57.2) at twice the size on disk.
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import StaticEmbedding
@@ -125,7 +130,9 @@ def static_student(texts: Sequence[str], dim: int, vocab_size: int = 30000):
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[UNK]", "[PAD]"], show_progress=False)
     tokenizer.train_from_iterator(sorted(set(texts)), trainer)
-    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_dim=dim)])
+    pieces = [tokenizer.id_to_token(i).removeprefix("##") for i in range(tokenizer.get_vocab_size())]
+    weights = teacher.encode(pieces, batch_size=512, show_progress_bar=True, convert_to_numpy=True)
+    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)])
 
 
 def evaluate_stsb(

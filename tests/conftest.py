@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,32 @@ def data_dir() -> Path:
     # A missing mirror is an error, not a skip: these tests are the evidence.
     assert (DATA / "wnut16" / "train").is_file(), f"WNUT data not found under {DATA}"
     return DATA
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, data_dir):
+    """A copy of the project, run through the whole `all` workflow on a slice of
+    WNUT17 (60 train / 30 dev tweets, a few steps, the embedded backbone)."""
+    project_dir = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "project.yml", project_dir)
+    shutil.copytree(ROOT / "configs", project_dir / "configs")
+    shutil.copytree(ROOT / "spacy_twner", project_dir / "spacy_twner")
+    overrides = {
+        "wnut16_source": data_dir / "wnut16",
+        "wnut17_source": data_dir / "wnut17",
+        "stsb_source": data_dir / "stsb-multi-mt",
+        "distill_languages": "it",
+        "distill_max_pairs": 512,
+        "distill_epochs": 1,
+        "dataset": "wnut17",
+        "max_steps": 6,
+        "eval_frequency": 3,
+        "train_limit": 60,
+        "dev_limit": 30,
+    }
+    cmd = [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir)]
+    for key, value in overrides.items():
+        cmd += [f"--vars.{key}", str(value)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(cmd, check=True, env=env)
+    return project_dir

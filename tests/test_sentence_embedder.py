@@ -220,3 +220,33 @@ def test_distillation_pulls_translations_toward_the_teacher(data_dir, tmp_path):
     scores = evaluate_stsb(str(tmp_path / "student"), stsb, languages=["it"])
     assert set(scores) == {"en", "it", "en-it", "sentences_per_s"}
     assert all(-100 <= scores[k] <= 100 for k in ("en", "it", "en-it")) and scores["sentences_per_s"] > 0
+
+
+def test_static_student_starts_from_the_teachers_subword_embeddings(data_dir):
+    """Each subword of the learnt vocabulary starts where the teacher puts it, not as noise."""
+    from sentence_transformers import SentenceTransformer
+
+    from spacy_twner.distill import parallel_pairs, static_student
+
+    teacher = SentenceTransformer(MODEL)
+    pairs = parallel_pairs(data_dir / "stsb-multi-mt", ["it"])[:2000]
+    student = static_student([t for pair in pairs for t in pair], teacher, vocab_size=5000)
+    vocab = student[0].tokenizer.get_vocab()
+    assert 1000 < len(vocab) <= 5000 and "aereo" in vocab and "plane" in vocab
+    for word in ("plane", "aereo", "man"):
+        want = teacher.encode(word, normalize_embeddings=True)
+        got = student.encode(word, normalize_embeddings=True)
+        assert float(want @ got) > 0.999
+
+
+def test_component_bytes_round_trip_and_refuse_paths_outside_the_model(nlp):
+    import srsly
+
+    embedder = nlp.get_pipe("sentence_embedder")
+    data = embedder.to_bytes()
+    fresh = spacy.blank("en").add_pipe(FACTORY, config={"model": MODEL})
+    fresh.from_bytes(data)
+    text = "Heading to New York tomorrow"
+    assert numpy.array_equal(fresh.encoder.encode(text), embedder.encoder.encode(text))
+    with pytest.raises(ValueError, match="points outside the model directory"):
+        fresh.from_bytes(srsly.msgpack_dumps({"../../escape.json": b"{}"}))

@@ -182,18 +182,19 @@ def evaluate_embeddings(
     from .distill import evaluate_stsb, model_size
     from .plots import plot_stsb
 
+    langs = _languages(languages)
     results = {}
     for spec in models:
         name, _, model = spec.rpartition("=")
         path = resolve_backbone(model)
         results[name or model] = {
-            **evaluate_stsb(path, data_dir, _languages(languages)),
+            **evaluate_stsb(path, data_dir, langs),
             "bytes_on_disk": model_size(Path(path)),
         }
     srsly.write_json(output_path, results)
     if plot_path:
         plot_stsb(results, plot_path)
-    keys = ["en", *_languages(languages), *(f"en-{l}" for l in _languages(languages)), "sentences_per_s"]
+    keys = ["en", *langs, *(f"en-{l}" for l in langs), "sentences_per_s"]
     msg.table(
         [(k, *(f"{r[k]:.1f}" for r in results.values())) for k in keys],
         header=("", *results), aligns=("l", *("r" for _ in results)),

@@ -20,13 +20,12 @@ from typing import Any, Callable, Dict, Iterable, Union
 
 import srsly
 from spacy.language import Language
-from spacy.util import SimpleFrozenDict, SimpleFrozenList, ensure_path, registry
+from spacy.util import SimpleFrozenDict, SimpleFrozenList, ensure_path, make_tempdir, registry
 from thinc.api import get_torch_default_device
 
 try:
     from spacy_transformers.data_classes import HFObjects
     from spacy_transformers.layers.hf_shim import HFShim
-    from spacy_transformers.util import make_tempdir
 except ImportError:  # a CNN pipeline has no transformer to load
     HFShim = object
 
@@ -144,11 +143,8 @@ class _VerifiedFromDisk:
 
 def file_checksums(path: Path) -> Dict[str, str]:
     """sha256 of every file under path, by relative POSIX path."""
-    return {
-        f.relative_to(path).as_posix(): _sha256(f)
-        for f in sorted(path.rglob("*"))
-        if f.is_file() and f.relative_to(path).as_posix() not in UNCHECKED
-    }
+    files = {f.relative_to(path).as_posix(): f for f in sorted(path.rglob("*")) if f.is_file()}
+    return {name: _sha256(f) for name, f in files.items() if name not in UNCHECKED}
 
 
 def verify_checksums(path: Path) -> None:

@@ -202,6 +202,112 @@ def evaluate_embeddings(
     msg.good(f"Wrote {output_path}" + (f" and {plot_path}" if plot_path else ""))
 
 
+@app.command()
+def annotate(
+    model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory"),
+    input_path: Path = typer.Argument(..., help="Tweets: one per line, or JSONL; - for stdin"),
+    output_path: Path = typer.Argument(..., help="JSONL to write; - for stdout"),
+    input_format: str = typer.Option("auto", "--format", help="text | jsonl | auto (jsonl for .jsonl/.ndjson files)"),
+    text_field: str = typer.Option("text", help="JSONL field that holds the tweet"),
+    embeddings: bool = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping at the first"),
+    batch_size: int = typer.Option(64, help="Tweets per batch"),
+    sort_buffer: int = typer.Option(2048, help="Sort this many tweets by length at a time so batches pad little (0: off)"),
+    n_process: int = typer.Option(1, help="Processes (each loads the pipeline; torch threads are split between them)"),
+    gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
+) -> None:
+    """Annotate tweets with entities (text, label, start/end char): a stream in, JSONL out.
+
+    Memory stays flat on any input size. A line that cannot be read stops the
+    run with its line number (no output file is left), or with --skip-bad is
+    reported on stderr and counted.
+    """
+    from .annotate import BadLine, annotate_file, load_pipeline
+
+    def say(text: str) -> None:  # stderr: stdout may be the output
+        typer.echo(text, err=True)
+
+    field = _text_field(input_format, [input_path], text_field)
+    if str(input_path) != "-" and not input_path.is_file():
+        say(f"{input_path}: no such file")
+        raise typer.Exit(1)
+    nlp = load_pipeline(model, gpu_id=gpu_id, n_process=n_process)
+    try:
+        counts = annotate_file(
+            nlp, input_path, output_path, text_field=field,
+            progress=True, skip_bad=skip_bad, on_skip=lambda bad: say(f"skipped {bad}"), embeddings=embeddings, batch_size=batch_size,
+            n_process=n_process, sort_buffer=sort_buffer,
+        )  # fmt: skip
+    except (BadLine, FileNotFoundError, ValueError) as e:
+        say(f"error: {e}")
+        raise typer.Exit(1)
+    say(f"Wrote {counts.written} tweets to {output_path}; {counts.skipped} unreadable lines skipped")
+
+
+@app.command("annotate-files")
+def annotate_files(
+    model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory, as the workers see it"),
+    input_paths: List[Path] = typer.Argument(..., help="Files of tweets (one per line, or JSONL)", exists=True, dir_okay=False),
+    output_dir: Path = typer.Option(..., "--output-dir", help="Where <name>.jsonl goes for each input", exists=True, file_okay=False),
+    scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster"),
+    workers: int = typer.Option(2, help="Local cluster only: worker processes"),
+    torch_threads: int = typer.Option(1, help="torch threads per worker (workers x threads = cores)"),
+    input_format: str = typer.Option("auto", "--format", help="text | jsonl | auto (jsonl for .jsonl/.ndjson files)"),
+    text_field: str = typer.Option("text", help="JSONL field that holds the tweet"),
+    embeddings: bool = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of failing the file"),
+    batch_size: int = typer.Option(64, help="Tweets per batch"),
+    sort_buffer: int = typer.Option(2048, help="Sort this many tweets by length at a time (0: off)"),
+) -> None:
+    """Annotate many files on a Dask cluster, one task per file, the pipeline loaded once per worker."""
+    from distributed import Client, LocalCluster
+
+    from .distributed import annotate_files as run
+
+    field = _text_field(input_format, input_paths, text_field)
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+    with Client(scheduler or cluster) as client:
+        msg.info(f"Dask dashboard: {client.dashboard_link}")
+        results = run(
+            client, model, input_paths, output_dir, torch_threads=torch_threads, progress=True,
+            text_field=field, embeddings=embeddings, skip_bad=skip_bad,
+            batch_size=batch_size, sort_buffer=sort_buffer,
+        )  # fmt: skip
+    if cluster is not None:
+        cluster.close()
+    for result in results:
+        for problem in result["skipped"]:
+            msg.warn(f"skipped {problem}")
+    rows = [(r["input"], r["written"], len(r["skipped"]), r["worker"]) for r in results]
+    msg.table(rows, header=("input", "written", "skipped", "worker"), aligns=("l", "r", "r", "l"))
+
+
+def _text_field(input_format: str, paths: List[Path], text_field: str) -> Optional[str]:
+    """The JSONL field to read, or None for plain text; auto means JSONL for .jsonl/.ndjson files."""
+    if input_format not in ("auto", "text", "jsonl"):
+        raise typer.BadParameter(f"{input_format!r}: choose text, jsonl or auto", param_hint="--format")
+    if input_format == "auto":
+        input_format = "jsonl" if all(p.suffix in (".jsonl", ".ndjson") for p in paths) else "text"
+    return text_field if input_format == "jsonl" else None
+
+
+@app.command()
+def quantize(
+    model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
+    output_path: Path = typer.Argument(..., help="Where the quantized pipeline goes"),
+) -> None:
+    """Save a copy of a pipeline whose transformer runs int8 Linear layers on the CPU.
+
+    The setting (`quantize = true` in the transformer's model config) and the
+    int8 weights are saved with the pipeline, so `spacy package` ships them.
+    """
+    import spacy
+
+    nlp = spacy.load(model_path, config={"components.transformer.model.quantize": True})
+    nlp.to_disk(output_path)
+    msg.good(f"Saved the int8 pipeline to {output_path}")
+
+
 @app.command("add-embedder")
 def add_embedder(
     model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),

@@ -1,23 +1,33 @@
 """Write outputs whole or not at all."""
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path through a temporary file in the same directory.
+@contextmanager
+def open_atomic(path: Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
+    """A file opened for writing that appears at path only when the block succeeds.
 
-    A crash or an error mid-way leaves the old file (or none), never half of a
-    new one, so downstream steps cannot pick up partial output.
+    It is written as a temporary file in the same directory and renamed at the
+    end; an error or a crash mid-way leaves the old file (or none), never half
+    of a new one, so downstream steps cannot pick up partial output.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: output directory {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write data to path whole or not at all (see open_atomic)."""
+    with open_atomic(path) as f:
+        f.write(data)

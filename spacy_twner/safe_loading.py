@@ -46,26 +46,34 @@ def create_safe_transformer_model(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    quantize: bool = False,
 ):
-    """spacy-transformers.TransformerModel.v3 whose weights serialize as safetensors."""
+    """spacy-transformers.TransformerModel.v3 whose weights serialize as safetensors.
+
+    quantize: on load, make the Linear layers int8 (torch dynamic quantization,
+    CPU, inference only). A quantized pipeline saves its int8 weights as they
+    are, so it reloads bit for bit; `twner quantize` makes one.
+    """
     make_model = registry.architectures.get("spacy-transformers.TransformerModel.v3")
     model = make_model(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
     # The shim is built inside TransformerModel; only its (de)serialization changes.
-    model.layers[0].shims[0].__class__ = SafetensorsHFShim
+    shim = model.layers[0].shims[0]
+    shim.__class__ = SafetensorsHFShim
+    shim.quantize = quantize
     return model
 
 
 class SafetensorsHFShim(HFShim):
     """HFShim.to_bytes/from_bytes with the weights as safetensors, never a pickle."""
 
+    quantize = False
+
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
         msg = srsly.msgpack_loads(super().to_bytes())
         if msg["config"]:
-            # clone(): safetensors refuses tensors that share memory (tied weights).
-            state = {k: v.detach().clone().contiguous() for k, v in self._model.state_dict().items()}
-            msg["state"] = save(state)
+            msg["state"] = save(_tensors(self._model))
             msg["format"] = "safetensors"
         return srsly.msgpack_dumps(msg)
 
@@ -92,11 +100,64 @@ class SafetensorsHFShim(HFShim):
             vocab_file = temp_dir / getattr(tokenizer, "vocab_files_names", {}).get("vocab_file", "-")
             vocab_contents = vocab_file.read_bytes() if vocab_file.is_file() else None
         transformer = self.model_cls.from_config(config)
-        transformer.load_state_dict(load(msg["state"]))
-        transformer.to(get_torch_default_device())
+        state = load(msg["state"])
+        int8 = {k[: -len(INT8)]: k for k in state if k.endswith(INT8)}
+        if self.quantize or int8:
+            transformer = _load_quantized(transformer, state, int8)
+        else:
+            transformer.load_state_dict(state)
+            transformer.to(get_torch_default_device())
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_contents, SimpleFrozenDict(), SimpleFrozenDict())
         self._model = transformer
         return self
+
+
+# A quantized Linear's weight is saved as three tensors: int8 values, scale, zero point.
+INT8, SCALE, ZERO_POINT = ".weight.int8", ".weight.scale", ".weight.zero_point"
+
+
+def _tensors(model) -> Dict[str, Any]:
+    """The model's weights as plain tensors for safetensors (which stores no
+    quantized tensors): each int8 Linear becomes values, scale and zero point."""
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    int8 = {name: module for name, module in model.named_modules() if isinstance(module, Int8Linear)}
+    # An int8 Linear's own entries (packed params, an unused output scale) are replaced below.
+    state = {k: v for k, v in model.state_dict().items() if k.rpartition(".")[0].split("._packed_params")[0] not in int8}
+    for name, module in int8.items():
+        weight, bias = module._weight_bias()
+        state[name + INT8] = weight.int_repr()
+        state[name + SCALE] = torch.tensor(weight.q_scale(), dtype=torch.float64)
+        state[name + ZERO_POINT] = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+        state[name + ".bias"] = bias
+    # clone(): safetensors refuses tensors that share memory (tied weights).
+    return {k: v.detach().clone().contiguous() for k, v in state.items()}
+
+
+def _load_quantized(transformer, state: Dict[str, Any], int8: Dict[str, str]):
+    """The transformer with int8 Linear layers: quantized now from float weights,
+    or rebuilt exactly from saved int8 ones."""
+    import warnings
+
+    import torch
+
+    if get_torch_default_device().type != "cpu":
+        raise ValueError("an int8-quantized transformer runs on the CPU only; load the pipeline without a GPU")
+    saved = {name: [state.pop(name + key) for key in (INT8, SCALE, ZERO_POINT, ".bias")] for name in int8}
+    missing, unexpected = transformer.load_state_dict(state, strict=False)
+    if set(missing) != {f"{name}.{p}" for name in saved for p in ("weight", "bias")} or unexpected:
+        raise DamagedPipelineError(f"transformer weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    with warnings.catch_warnings():
+        # torch marks torch.ao quantization deprecated in favour of torchao; it still works in 2.13.
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        transformer = torch.ao.quantization.quantize_dynamic(transformer, {torch.nn.Linear}, dtype=torch.qint8)
+        modules = dict(transformer.named_modules())
+        for name, (values, scale, zero, bias) in saved.items():
+            weight = torch._make_per_tensor_quantized_tensor(values, float(scale), int(zero))
+            modules[name].set_weight_bias(weight, bias)
+    return transformer.eval()
 
 
 @registry.callbacks("spacy_twner.checksummed_files.v1")

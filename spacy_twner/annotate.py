@@ -1,0 +1,222 @@
+"""Annotate a stream of tweets: text or JSONL in, JSONL with entities out.
+
+Everything streams: records are read, annotated in batches and written one by
+one, so memory stays flat whatever the input size. A line that cannot be read
+is reported with its file and line number and either stops the run or is
+skipped and counted; it is never dropped silently.
+"""
+import json
+import sys
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import minibatch
+
+from .files import open_atomic
+
+# Keys annotate writes into each output record (over any input field of that name).
+OUTPUT_KEYS = ("line", "entities", "embedding")
+
+
+class BadLine(ValueError):
+    """An input line that is not a readable record; the message names file and line."""
+
+
+@dataclass
+class Record:
+    line: int
+    text: str
+    fields: Dict[str, Any] = field(default_factory=dict)
+
+
+def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1) -> Language:
+    """spacy.load for annotation: on the GPU if asked; with n_process > 1 the
+    CPU's cores are split between the processes (torch would give each one all
+    of them, and they would fight over the cores)."""
+    import os
+
+    import spacy
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    elif n_process > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_process))
+    return spacy.load(model)
+
+
+def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:
+    """Yield a Record or a BadLine per input line.
+
+    Plain text: each line is one tweet, blank ones included (an empty tweet is
+    still a record, so line N of the input is line N of the output).
+    JSONL (text_field set): each line is a JSON object whose text_field holds
+    the tweet; blank lines carry no record and are skipped, as srsly does.
+    """
+    for number, raw in enumerate(lines, start=1):
+        where = f"{source}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield BadLine(f"{where}: not valid UTF-8 at byte offset {e.start} ({e.reason})")
+            continue
+        line = line.rstrip("\r\n")
+        if number == 1:
+            line = line.removeprefix("\ufeff")
+        if text_field is None:
+            text, fields = line, {"text": line}
+        elif not line.strip():
+            continue
+        else:
+            try:
+                fields = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield BadLine(f"{where}: not valid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(fields, dict):
+                yield BadLine(f"{where}: expected a JSON object, got {type(fields).__name__}")
+                continue
+            if text_field not in fields:
+                yield BadLine(f"{where}: no {text_field!r} field")
+                continue
+            text = fields[text_field]
+            if not isinstance(text, str):
+                yield BadLine(f"{where}: field {text_field!r} is {type(text).__name__}, not a string")
+                continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # JSON escapes can smuggle in a lone surrogate, which spaCy's tokenizer rejects.
+            yield BadLine(f"{where}: lone surrogate U+{ord(text[e.start]):04X} at character {e.start}")
+            continue
+        yield Record(number, text, fields)
+
+
+def pipe_by_length(
+    nlp: Language, items: Iterable[Tuple[str, Any]], buffer_size: int, **pipe_kwargs: Any
+) -> Iterator[Tuple[Doc, Any]]:
+    """nlp.pipe(as_tuples=True), fed in buffers sorted by length, yielded in input order.
+
+    A transformer pads every batch to its longest text: sorted, a batch holds
+    tweets of about the same length and pads little. buffer_size <= 1 sorts nothing.
+    """
+    if buffer_size <= 1:
+        yield from nlp.pipe(items, as_tuples=True, **pipe_kwargs)
+        return
+    sizes: Deque[int] = deque()
+
+    def sorted_buffers() -> Iterator[Tuple[str, Tuple[int, Any]]]:
+        for buffer in minibatch(items, buffer_size):
+            sizes.append(len(buffer))
+            for i in sorted(range(len(buffer)), key=lambda i: len(buffer[i][0])):
+                yield buffer[i][0], (i, buffer[i][1])
+
+    done: List[Tuple[int, Doc, Any]] = []
+    for doc, (i, context) in nlp.pipe(sorted_buffers(), as_tuples=True, **pipe_kwargs):
+        done.append((i, doc, context))
+        if len(done) == sizes[0]:
+            sizes.popleft()
+            yield from ((doc, context) for _, doc, context in sorted(done, key=lambda x: x[0]))
+            done = []
+
+
+def doc_to_record(doc: Doc, record: Record, embeddings: bool = False) -> Dict[str, Any]:
+    """The input record plus its line number, entities (char offsets) and, if asked, embedding."""
+    out = {**record.fields, "line": record.line}
+    out["entities"] = [
+        {"text": ent.text, "label": ent.label_, "start": ent.start_char, "end": ent.end_char} for ent in doc.ents
+    ]
+    if embeddings:
+        vector = doc._.get("embedding") if Doc.has_extension("embedding") else None
+        if vector is None:
+            raise ValueError("--embeddings: the pipeline sets no doc._.embedding (it has no sentence_embedder)")
+        out["embedding"] = [round(float(x), 6) for x in vector]
+    return out
+
+
+@dataclass
+class Counts:
+    written: int = 0
+    skipped: int = 0
+
+
+def annotate_records(
+    nlp: Language,
+    records: Iterable[Any],
+    counts: Counts,
+    *,
+    skip_bad: bool = False,
+    on_skip: Callable[[BadLine], None] = lambda bad: None,
+    embeddings: bool = False,
+    batch_size: Optional[int] = None,
+    n_process: int = 1,
+    sort_buffer: int = 0,
+) -> Iterator[Dict[str, Any]]:
+    """Output records for the Records of read_records; a BadLine stops the run
+    (raised once the lines before it are out) or, with skip_bad, goes to on_skip and is counted."""
+    failure: List[BadLine] = []
+
+    def readable() -> Iterator[Tuple[str, Record]]:
+        for item in records:
+            if isinstance(item, BadLine):
+                if not skip_bad:
+                    failure.append(item)  # raised below: raising inside nlp.pipe would strand its workers
+                    return
+                counts.skipped += 1
+                on_skip(item)
+                continue
+            yield item.text, item
+
+    kwargs = {"batch_size": batch_size, "n_process": n_process}
+    for doc, record in pipe_by_length(nlp, readable(), sort_buffer, **kwargs):
+        counts.written += 1
+        yield doc_to_record(doc, record, embeddings)
+    if failure:
+        raise failure[0]
+
+
+def annotate_file(
+    nlp: Language,
+    input_path: Path,
+    output_path: Path,
+    *,
+    text_field: Optional[str] = None,
+    progress: bool = False,
+    **options: Any,
+) -> Counts:
+    """Annotate one file (or "-" for stdin/stdout) record by record; the output
+    file appears only if the run succeeds (see annotate_records for options)."""
+    counts = Counts()
+    with _input_lines(input_path) as lines, _output(output_path) as out:
+        stream = annotate_records(nlp, read_records(lines, str(input_path), text_field), counts, **options)
+        if progress:
+            from tqdm import tqdm
+
+            stream = tqdm(stream, desc=str(input_path), unit=" tweets", disable=None)
+        for record in stream:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return counts
+
+
+@contextmanager
+def _input_lines(path: Path) -> Iterator[Iterable[bytes]]:
+    if str(path) == "-":
+        yield sys.stdin.buffer
+        return
+    with Path(path).open("rb") as f:
+        yield f
+
+
+@contextmanager
+def _output(path: Path) -> Iterator[IO[str]]:
+    if str(path) == "-":
+        yield sys.stdout
+        return
+    with open_atomic(path, "w", encoding="utf-8") as f:
+        yield f

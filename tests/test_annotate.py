@@ -1,0 +1,160 @@
+"""`twner annotate`, length-sorted piping, int8 quantization and the Dask scale-out.
+
+The pipeline is the one the `project` fixture trains with the real workflow
+(transformer + ner + sentence_embedder); the tweets are real unlabeled ones.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+import spacy
+
+from spacy_twner.annotate import BadLine, Counts, Record, annotate_records, pipe_by_length, read_records
+
+
+@pytest.fixture(scope="module")
+def model_dir(project) -> Path:
+    return project / "training" / "wnut17-trf" / "model-final"
+
+
+@pytest.fixture(scope="module")
+def nlp(model_dir):
+    return spacy.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def tweets(data_dir) -> List[str]:
+    lines = (data_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
+    return lines[:90]
+
+
+def twner(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spacy_twner", *args], capture_output=True, text=True)
+
+
+def read_jsonl(path: Path) -> List[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_unreadable_lines_are_named_by_file_and_line():
+    text = [b"\xef\xbb\xbffirst", b"", b"caf\xc3\xa9 ok", b"bad \xff byte"]
+    items = list(read_records(text, "in.txt"))
+    assert [(r.line, r.text) for r in items[:3]] == [(1, "first"), (2, ""), (3, "café ok")]
+    assert str(items[3]) == "in.txt:4: not valid UTF-8 at byte offset 4 (invalid start byte)"
+    jsonl = [b'{"text": "ok", "id": 7}', b"", b"{nope", b"[1]", b'{"body": "x"}', b'{"text": 3}', b'{"text": "a\\ud83d"}']
+    items = list(read_records(jsonl, "in.jsonl", text_field="text"))
+    assert isinstance(items[0], Record) and items[0].fields == {"text": "ok", "id": 7}
+    assert [str(b) for b in items[1:]] == [
+        "in.jsonl:3: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
+        "in.jsonl:4: expected a JSON object, got list",
+        "in.jsonl:5: no 'text' field",
+        "in.jsonl:6: field 'text' is int, not a string",
+        "in.jsonl:7: lone surrogate U+D83D at character 1",
+    ]
+
+
+def test_sorted_piping_gives_the_same_docs_in_input_order(nlp, tweets):
+    plain = [doc for doc, _ in nlp.pipe(((t, i) for i, t in enumerate(tweets)), as_tuples=True, batch_size=16)]
+    ordered = list(pipe_by_length(nlp, ((t, i) for i, t in enumerate(tweets)), 40, batch_size=16))
+    assert [i for _, i in ordered] == list(range(len(tweets)))
+    assert [d.text for d, _ in ordered] == tweets
+    assert [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d, _ in ordered] == [
+        [(e.start_char, e.end_char, e.label_) for e in d.ents] for d in plain
+    ]
+
+
+def test_annotation_streams_instead_of_reading_everything_first(nlp, tweets):
+    """The first record comes out after one sort buffer is read, not the whole input."""
+    read = []
+
+    def lines():
+        for i, tweet in enumerate(tweets * 20):
+            read.append(i)
+            yield tweet.encode("utf-8")
+
+    stream = annotate_records(nlp, read_records(lines(), "x"), Counts(), batch_size=8, sort_buffer=32)
+    first = next(stream)
+    assert first["line"] == 1 and len(read) <= 64 < len(tweets) * 20
+
+
+def test_cli_writes_entities_and_embeddings_and_fails_cleanly_on_a_bad_line(model_dir, tweets, tmp_path):
+    good = tmp_path / "tweets.jsonl"
+    good.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(tweets)), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    run = twner("annotate", str(model_dir), str(good), str(out), "--embeddings", "--batch-size", "8")
+    assert run.returncode == 0, run.stderr
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == list(range(len(tweets))) and [r["line"] for r in records] == list(range(1, len(tweets) + 1))
+    nlp = spacy.load(model_dir)
+    for record, doc in zip(records, nlp.pipe(tweets)):
+        assert record["entities"] == [
+            {"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char} for e in doc.ents
+        ]
+        assert all(record["text"][e["start"] : e["end"]] == e["text"] for e in record["entities"])
+        assert len(record["embedding"]) == 384
+    assert sum(len(r["entities"]) for r in records) > 0
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"I love New York\nbroken \xff line\nsee you in Paris\n")
+    out_bad = tmp_path / "bad.jsonl"
+    run = twner("annotate", str(model_dir), str(bad), str(out_bad))
+    assert run.returncode == 1 and f"{bad}:2: not valid UTF-8" in run.stderr and not out_bad.exists()
+    run = twner("annotate", str(model_dir), str(bad), str(out_bad), "--skip-bad", "--n-process", "2")
+    assert run.returncode == 0 and f"skipped {bad}:2: not valid UTF-8" in run.stderr and "1 unreadable lines skipped" in run.stderr
+    assert [(r["line"], r["text"]) for r in read_jsonl(out_bad)] == [(1, "I love New York"), (3, "see you in Paris")]
+
+
+def test_int8_pipeline_is_saved_with_its_setting_and_reloads_bit_for_bit(model_dir, tweets, tmp_path):
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    run = twner("quantize", str(model_dir), str(tmp_path / "int8"))
+    assert run.returncode == 0, run.stderr
+    first = spacy.load(tmp_path / "int8")
+    assert first.config["components"]["transformer"]["model"]["quantize"] is True
+    model = first.get_pipe("transformer").model.layers[0].shims[0]._model
+    modules = list(model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules) and sum(isinstance(m, Int8Linear) for m in modules) >= 36
+    first.to_disk(tmp_path / "again")
+    second = spacy.load(tmp_path / "again")
+
+    def outputs(nlp):
+        docs = list(nlp.pipe(tweets[:30]))
+        return [[(e.start, e.end, e.label_) for e in d.ents] for d in docs], [d._.trf_data.model_output.last_hidden_state for d in docs]
+
+    (ents1, states1), (ents2, states2) = outputs(first), outputs(second)
+    assert ents1 == ents2 and all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(states1, states2))
+    (_, float_states) = outputs(spacy.load(model_dir))
+    assert any(not torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(states1, float_states))
+
+
+def test_dask_cluster_annotates_files_with_one_pipeline_load_per_worker(model_dir, tweets, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from spacy_twner.annotate import annotate_file
+    from spacy_twner.distributed import PLUGIN, annotate_files
+
+    inputs = []
+    for i in range(4):
+        path = tmp_path / f"part{i}.txt"
+        path.write_text("\n".join(tweets[i * 20 : (i + 1) * 20]) + "\n", encoding="utf-8")
+        inputs.append(path)
+    (tmp_path / "out").mkdir()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+        results = annotate_files(client, str(model_dir), inputs, tmp_path / "out", batch_size=8)
+        loads = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN].loads)
+        broken = tmp_path / "broken.txt"
+        broken.write_bytes(b"fine\n\xff\n")
+        with pytest.raises(BadLine, match="broken.txt:2: not valid UTF-8"):
+            annotate_files(client, str(model_dir), [broken], tmp_path / "out")
+    assert sorted(loads.values()) == [1, 1]
+    assert [r["written"] for r in results] == [20, 20, 20, 20]
+    nlp = spacy.load(model_dir)
+    for path, result in zip(inputs, results):
+        local = tmp_path / f"{path.stem}.local.jsonl"
+        annotate_file(nlp, path, local, batch_size=8)
+        assert read_jsonl(Path(result["output"])) == read_jsonl(local)
+    assert not (tmp_path / "out" / "broken.jsonl").exists()

@@ -119,10 +119,13 @@ def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000):
     random noise: rare subwords get few updates and kept their noise (measured on
     Italian alone: en-it 28.5 from a random start, 60.9 from the teacher's).
     Ten languages share the vocabulary: 60,000 subwords beat 30,000 (en-it 58.7
-    vs 57.2) at twice the size on disk.
+    vs 57.2) at twice the size on disk. The output is normalized, as the
+    teacher's is: MSE between unit vectors is 2 - 2 cos, the similarity the
+    embeddings are used for, instead of also fitting the length of a mean that
+    shrinks with the number of subwords (en-it 60.1 vs 58.7, en 77.2 vs 74.9).
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import StaticEmbedding
+    from sentence_transformers.models import Normalize, StaticEmbedding
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -132,7 +135,7 @@ def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000):
     tokenizer.train_from_iterator(sorted(set(texts)), trainer)
     pieces = [tokenizer.id_to_token(i).removeprefix("##") for i in range(tokenizer.get_vocab_size())]
     weights = teacher.encode(pieces, batch_size=512, show_progress_bar=True, convert_to_numpy=True)
-    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)])
+    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights), Normalize()])
 
 
 def evaluate_stsb(

@@ -32,20 +32,28 @@ class PipelinePlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         import spacy
-        import torch
 
-        # Workers on one machine would otherwise each take every core.
-        torch.set_num_threads(self.torch_threads)
         self.nlp = spacy.load(self.model)
         self.loads += 1
 
 
+def _loaded_pipeline(dask_worker) -> Any:
+    plugin = dask_worker.plugins.get(PLUGIN)
+    return (plugin.model, plugin.torch_threads) if plugin else None
+
+
 def annotate_on_worker(input_path: str, output_path: str, options: Dict[str, Any]) -> Dict[str, Any]:
     """A task: annotate one file with the worker's pipeline (see annotate.annotate_file)."""
+    import torch
+
     worker = get_worker()
+    plugin = worker.plugins[PLUGIN]
+    # Per task: OpenMP's thread count belongs to the calling thread, and tasks run
+    # in the worker's executor threads (where Dask has set OMP_NUM_THREADS=1).
+    torch.set_num_threads(plugin.torch_threads)
     skipped: List[str] = []
     counts = annotate_file(
-        worker.plugins[PLUGIN].nlp, Path(input_path), Path(output_path),
+        plugin.nlp, Path(input_path), Path(output_path),
         skip_bad=options.get("skip_bad", False), on_skip=lambda bad: skipped.append(str(bad)),
         **{k: v for k, v in options.items() if k != "skip_bad"},
     )  # fmt: skip
@@ -71,7 +79,9 @@ def annotate_files(
     outputs = [Path(output_dir) / f"{Path(p).stem}.jsonl" for p in inputs]
     if len(set(outputs)) != len(outputs):
         raise ValueError("two input files have the same name stem; their outputs would overwrite each other")
-    client.register_plugin(PipelinePlugin(model, torch_threads))
+    # Registering again would reload the pipeline on every worker; only do it when it differs.
+    if set(client.run(_loaded_pipeline).values()) != {(model, torch_threads)}:
+        client.register_plugin(PipelinePlugin(model, torch_threads))
     futures = client.map(annotate_on_worker, [str(p) for p in inputs], [str(p) for p in outputs],
                          options=options, pure=False)  # fmt: skip
     done = as_completed(futures)

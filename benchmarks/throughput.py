@@ -65,19 +65,14 @@ class PeakRSS(threading.Thread):
 
 
 def run_option(name: str, settings: Dict[str, Any], model: str, tweets: List[str], test: Path) -> Dict[str, Any]:
-    import spacy
-    import torch
-
-    from spacy_twner.annotate import pipe_by_length
+    from spacy_twner.annotate import load_pipeline, pipe_by_length
 
     peak = PeakRSS()
     peak.start()
     if settings.get("hf"):
         return {**run_hf_loop(tweets), "peak_rss_mib": _stop(peak)}
     n_process = settings.get("n_process", 1)
-    if n_process > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_process))
-    nlp = spacy.load(model)
+    nlp = load_pipeline(model, n_process=n_process)
     kwargs = {"batch_size": settings.get("batch_size"), "n_process": n_process}
     buffer = settings.get("sort_buffer", 0)
 

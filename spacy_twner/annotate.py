@@ -6,6 +6,7 @@ is reported with its file and line number and either stops the run or is
 skipped and counted; it is never dropped silently.
 """
 import json
+import os
 import sys
 from collections import deque
 from contextlib import contextmanager
@@ -18,10 +19,6 @@ from spacy.tokens import Doc
 from spacy.util import minibatch
 
 from .files import open_atomic
-
-# Keys annotate writes into each output record (over any input field of that name).
-OUTPUT_KEYS = ("line", "entities", "embedding")
-
 
 class BadLine(ValueError):
     """An input line that is not a readable record; the message names file and line."""
@@ -38,8 +35,6 @@ def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1) -> Langua
     """spacy.load for annotation: on the GPU if asked; with n_process > 1 the
     CPU's cores are split between the processes (torch would give each one all
     of them, and they would fight over the cores)."""
-    import os
-
     import spacy
 
     if gpu_id >= 0:

@@ -202,17 +202,26 @@ def evaluate_embeddings(
     msg.good(f"Wrote {output_path}" + (f" and {plot_path}" if plot_path else ""))
 
 
+# Options shared by `annotate` and `annotate-files`: one definition, the same defaults.
+FORMAT = typer.Option("auto", "--format", help="text | jsonl | auto (jsonl for .jsonl/.ndjson files)")
+TEXT_FIELD = typer.Option("text", help="JSONL field that holds the tweet")
+EMBEDDINGS = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too")
+SKIP_BAD = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping the file at the first")
+BATCH_SIZE = typer.Option(64, help="Tweets per batch")
+SORT_BUFFER = typer.Option(2048, help="Sort this many tweets by length at a time so batches pad little (0: off)")
+
+
 @app.command()
 def annotate(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory"),
     input_path: Path = typer.Argument(..., help="Tweets: one per line, or JSONL; - for stdin"),
     output_path: Path = typer.Argument(..., help="JSONL to write; - for stdout"),
-    input_format: str = typer.Option("auto", "--format", help="text | jsonl | auto (jsonl for .jsonl/.ndjson files)"),
-    text_field: str = typer.Option("text", help="JSONL field that holds the tweet"),
-    embeddings: bool = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too"),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping at the first"),
-    batch_size: int = typer.Option(64, help="Tweets per batch"),
-    sort_buffer: int = typer.Option(2048, help="Sort this many tweets by length at a time so batches pad little (0: off)"),
+    input_format: str = FORMAT,
+    text_field: str = TEXT_FIELD,
+    embeddings: bool = EMBEDDINGS,
+    skip_bad: bool = SKIP_BAD,
+    batch_size: int = BATCH_SIZE,
+    sort_buffer: int = SORT_BUFFER,
     n_process: int = typer.Option(1, help="Processes (each loads the pipeline; torch threads are split between them)"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
 ) -> None:
@@ -252,12 +261,12 @@ def annotate_files(
     scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster"),
     workers: int = typer.Option(2, help="Local cluster only: worker processes"),
     torch_threads: int = typer.Option(1, help="torch threads per worker (workers x threads = cores)"),
-    input_format: str = typer.Option("auto", "--format", help="text | jsonl | auto (jsonl for .jsonl/.ndjson files)"),
-    text_field: str = typer.Option("text", help="JSONL field that holds the tweet"),
-    embeddings: bool = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too"),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of failing the file"),
-    batch_size: int = typer.Option(64, help="Tweets per batch"),
-    sort_buffer: int = typer.Option(2048, help="Sort this many tweets by length at a time (0: off)"),
+    input_format: str = FORMAT,
+    text_field: str = TEXT_FIELD,
+    embeddings: bool = EMBEDDINGS,
+    skip_bad: bool = SKIP_BAD,
+    batch_size: int = BATCH_SIZE,
+    sort_buffer: int = SORT_BUFFER,
 ) -> None:
     """Annotate many files on a Dask cluster, one task per file, the pipeline loaded once per worker."""
     from distributed import Client, LocalCluster

@@ -53,10 +53,8 @@ def annotate_on_worker(input_path: str, output_path: str, options: Dict[str, Any
     torch.set_num_threads(plugin.torch_threads)
     skipped: List[str] = []
     counts = annotate_file(
-        plugin.nlp, Path(input_path), Path(output_path),
-        skip_bad=options.get("skip_bad", False), on_skip=lambda bad: skipped.append(str(bad)),
-        **{k: v for k, v in options.items() if k != "skip_bad"},
-    )  # fmt: skip
+        plugin.nlp, Path(input_path), Path(output_path), on_skip=lambda bad: skipped.append(str(bad)), **options
+    )
     return {"input": input_path, "output": output_path, "written": counts.written,
             "skipped": skipped, "worker": worker.address, "pid": os.getpid()}  # fmt: skip
 

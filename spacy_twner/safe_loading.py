@@ -16,7 +16,7 @@ nothing from spacy_twner.
 """
 import hashlib
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Union
+from typing import Any, Callable, Dict, Iterable, List, Union
 
 import srsly
 from spacy.language import Language
@@ -101,7 +101,7 @@ class SafetensorsHFShim(HFShim):
             vocab_contents = vocab_file.read_bytes() if vocab_file.is_file() else None
         transformer = self.model_cls.from_config(config)
         state = load(msg["state"])
-        int8 = {k[: -len(INT8)]: k for k in state if k.endswith(INT8)}
+        int8 = [k[: -len(INT8)] for k in state if k.endswith(INT8)]
         if self.quantize or int8:
             transformer = _load_quantized(transformer, state, int8)
         else:
@@ -135,7 +135,7 @@ def _tensors(model) -> Dict[str, Any]:
     return {k: v.detach().clone().contiguous() for k, v in state.items()}
 
 
-def _load_quantized(transformer, state: Dict[str, Any], int8: Dict[str, str]):
+def _load_quantized(transformer, state: Dict[str, Any], int8: List[str]):
     """The transformer with int8 Linear layers: quantized now from float weights,
     or rebuilt exactly from saved int8 ones."""
     import warnings

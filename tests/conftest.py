@@ -55,3 +55,17 @@ def project(tmp_path_factory, data_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     subprocess.run(cmd, check=True, env=env)
     return project_dir
+
+
+@pytest.fixture(scope="session")
+def model_dir(project) -> Path:
+    """The full pipeline (transformer + ner + sentence_embedder) that `project` built."""
+    return project / "training" / "wnut17-trf" / "model-final"
+
+
+@pytest.fixture(scope="module")
+def nlp(model_dir):
+    """model_dir loaded, once per test module (tests/test_sentence_embedder.py has its own)."""
+    import spacy
+
+    return spacy.load(model_dir)

@@ -16,16 +16,6 @@ from spacy_twner.annotate import BadLine, Counts, Record, annotate_records, pipe
 
 
 @pytest.fixture(scope="module")
-def model_dir(project) -> Path:
-    return project / "training" / "wnut17-trf" / "model-final"
-
-
-@pytest.fixture(scope="module")
-def nlp(model_dir):
-    return spacy.load(model_dir)
-
-
-@pytest.fixture(scope="module")
 def tweets(data_dir) -> List[str]:
     lines = (data_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
     return lines[:90]

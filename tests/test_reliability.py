@@ -66,16 +66,6 @@ def fuzz_texts(tweets: List[str], n: int = FUZZ_COUNT, seed: int = FUZZ_SEED) ->
     return texts
 
 
-@pytest.fixture(scope="module")
-def model_dir(project) -> Path:
-    return project / "training" / "wnut17-trf" / "model-final"
-
-
-@pytest.fixture(scope="module")
-def nlp(model_dir):
-    return spacy.load(model_dir)
-
-
 def shim_message(model_file: Path) -> dict:
     """The transformer's HFShim message inside spacy-transformers' thinc Model message."""
     (shim,) = [b for node in srsly.msgpack_loads(model_file.read_bytes())["shims"] for b in node]

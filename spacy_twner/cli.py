@@ -121,10 +121,62 @@ def package(
 
 
 @app.command()
-def compare(
-    metrics_paths: List[Path] = typer.Argument(..., help="Metrics JSON files from `spacy evaluate`", exists=True, dir_okay=False),
+def evaluate(
+    model: str = typer.Argument(..., help="Trained pipeline: a directory or an installed package"),
+    data_path: Path = typer.Argument(..., help="Test DocBin (.spacy)", exists=True, dir_okay=False),
+    output_path: Path = typer.Option(..., "--output", help="Metrics JSON to write"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG: P/R/F1 per type with intervals"),
+    worst_path: Optional[Path] = typer.Option(None, "--worst", help="displaCy HTML: the tweets with the most errors, gold vs predicted"),
+    worst_limit: int = typer.Option(25, help="Tweets on the --worst page"),
+    train_log: Optional[Path] = typer.Option(None, help="The run's train_log.jsonl, for its train wall time", exists=True, dir_okay=False),
+    changes: str = typer.Option("", help="What this run changed, for `twner compare`"),
+    n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of the test tweets for the 95% intervals"),
+    seed: int = typer.Option(0, help="Seed of the resampling"),
+    gold_preproc: bool = typer.Option(False, "--gold-preproc", help="Predict on the gold tokens instead of re-tokenizing"),
+    gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
 ) -> None:
-    """Print a Markdown table of several runs' scores, side by side."""
+    """Score a pipeline on test: spaCy's P/R/F1 with bootstrap 95% intervals,
+    error kinds, label confusions, a per-type plot and the worst tweets."""
+    import spacy
+    import srsly
+    from spacy.cli._util import setup_gpu
+
+    from .evaluation import confusion_markdown, evaluate_examples, predict, run_info, worst_tweets_html
+    from .files import write_atomic
+    from .plots import plot_per_type
+
+    setup_gpu(gpu_id)
+    nlp = spacy.load(model)
+    examples, speed = predict(nlp, data_path, gold_preproc=gold_preproc)
+    metrics, errors = evaluate_examples(examples, n_bootstrap=n_bootstrap, seed=seed)
+    metrics["speed"] = speed
+    metrics.update(model=str(model), data=str(data_path), changes=changes, gold_preproc=gold_preproc)
+    metrics.update(run_info(nlp.meta, list(srsly.read_jsonl(train_log)) if train_log else None))
+    write_atomic(output_path, srsly.json_dumps(metrics, indent=2).encode("utf-8"))
+    msg.good(f"Wrote {output_path}")
+    if plot_path:
+        plot_per_type(metrics, plot_path, title=output_path.stem)
+        msg.good(f"Wrote {plot_path}")
+    if worst_path:
+        write_atomic(worst_path, worst_tweets_html(examples, errors, worst_limit).encode("utf-8"))
+        msg.good(f"Wrote {worst_path}")
+    ci = metrics["ci"]
+    msg.table(
+        [(k, f"{100 * metrics[k]:.2f}", f"[{100 * ci[k][0]:.2f}, {100 * ci[k][1]:.2f}]") for k in ("ents_p", "ents_r", "ents_f")]
+        + [(f"  {t}", f"{100 * s['f']:.2f}", f"[{100 * ci['ents_per_type_f'][t][0]:.2f}, {100 * ci['ents_per_type_f'][t][1]:.2f}]")
+           for t, s in sorted(metrics["ents_per_type"].items())]
+        + [("words/s", f"{speed:,.0f}", "")],
+        header=("", "score", "95% interval"), aligns=("l", "r", "r"),
+    )  # fmt: skip
+    msg.table(sorted(metrics["errors"].items()), header=("error", "count"), aligns=("l", "r"))
+    print(confusion_markdown(metrics["confusion"]))
+
+
+@app.command()
+def compare(
+    metrics_paths: List[Path] = typer.Argument(..., help="Metrics JSON files from `twner evaluate` (or `spacy evaluate`)", exists=True, dir_okay=False),
+) -> None:
+    """Print Markdown tables of several runs, side by side (a row per run, named by file)."""
     import srsly
 
     from .compare import compare_table

@@ -21,6 +21,7 @@ def open_atomic(path: Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -31,3 +32,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write data to path whole or not at all (see open_atomic)."""
     with open_atomic(path) as f:
         f.write(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

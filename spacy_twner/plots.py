@@ -22,3 +22,32 @@ def plot_stsb(results: Dict[str, Dict[str, float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_per_type(metrics: dict, path: Path, title: str) -> None:
+    """P, R and F1 per entity type, F1 with its bootstrap 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_type = metrics["ents_per_type"]
+    intervals = metrics["ci"]["ents_per_type_f"]
+    types = sorted(per_type, key=lambda t: -per_type[t]["f"])
+    xs = range(len(types))
+    fig, ax = plt.subplots(figsize=(max(7, len(types) * 0.9), 4))
+    for offset, key, name in ((-0.27, "p", "precision"), (0.0, "r", "recall"), (0.27, "f", "F1")):
+        values = [100 * per_type[t][key] for t in types]
+        errors = None
+        if key == "f":  # asymmetric interval around the point estimate
+            errors = [[v - 100 * intervals[t][0] for t, v in zip(types, values)],
+                      [100 * intervals[t][1] - v for t, v in zip(types, values)]]  # fmt: skip
+        ax.bar([x + offset for x in xs], values, 0.27, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(list(xs), types, rotation=45, ha="right")
+    ax.set_ylabel("% (exact-match entities)")
+    low, high = (100 * v for v in metrics["ci"]["ents_f"])
+    ax.set_title(f"{title}: F1 {100 * metrics['ents_f']:.1f} [{low:.1f}, {high:.1f}]")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

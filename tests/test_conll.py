@@ -150,5 +150,5 @@ def test_console_script_and_compare_table(tmp_path):
     path = tmp_path / "run-a.json"
     path.write_text(json.dumps(metrics))
     table = subprocess.run([str(twner), "compare", str(path)], capture_output=True, text=True, check=True).stdout
-    assert "| | run-a |" in table.replace("|  |", "| |")
-    assert "50.0 / 25.0 / **33.3**" in table and "100.0 / 50.0 / **66.7**" in table and "1,234" in table
+    assert "| run-a | – | – | 50.0 | 25.0 | **33.3** | – | 1,234 |" in table
+    assert "| run | person |" in table and "| run-a | 66.7 |" in table

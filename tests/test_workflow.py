@@ -71,7 +71,7 @@ def test_workflow_writes_test_metrics_per_type(project):
     assert set(metrics["ents_per_type"]) <= {
         "corporation", "creative-work", "group", "location", "person", "product"
     }  # fmt: skip
-    assert (project / "metrics" / "wnut17-trf-displacy" / "entities.html").is_file()
+    assert (project / "metrics" / "wnut17-trf-worst.html").is_file()
 
 
 def test_workflow_distills_and_scores_the_student_on_stsb(project):

@@ -6,6 +6,17 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, which would race with
+# files other threads (Dask workers annotating) create at the same moment.
+_UMASK = _read_umask()
+
+
 @contextmanager
 def open_atomic(path: Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     """A file opened for writing that appears at path only when the block succeeds.
@@ -21,7 +32,7 @@ def open_atomic(path: Path, mode: str = "wb", **kwargs) -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide outputs from other users
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -32,9 +43,3 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write data to path whole or not at all (see open_atomic)."""
     with open_atomic(path) as f:
         f.write(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

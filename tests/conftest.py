@@ -31,7 +31,8 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory, data_dir):
     """A copy of the project, run through the whole `all` workflow on a slice of
-    WNUT17 (60 train / 30 dev tweets, a few steps, the embedded backbone)."""
+    WNUT17 (the first 60 tweets of the train+dev corpus, 30 dev tweets for the
+    scores, a few steps, the embedded backbone)."""
     project_dir = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "project.yml", project_dir)
     shutil.copytree(ROOT / "configs", project_dir / "configs")

@@ -1,6 +1,6 @@
 """The real project workflow on a slice of WNUT17, down to an offline wheel load.
 
-`spacy project run all` converts, trains (60 train / 30 dev tweets, a few
+`spacy project run all` converts, trains (60 train+dev / 30 dev tweets, a few
 steps, the embedded backbone), evaluates and packages; the wheel then goes
 into a fresh virtual environment without spacy_twner and is loaded there with
 HF_HUB_OFFLINE=1 and socket creation made to raise.
@@ -74,6 +74,17 @@ def test_workflow_writes_test_metrics_per_type(project):
     assert (project / "metrics" / "wnut17-trf-worst.html").is_file()
 
 
+def test_workflow_trains_on_train_and_dev_and_ships_model_last(project):
+    """The default: train+dev with the step count chosen on dev, then model-last."""
+    corpus = project / "corpus" / "wnut17-train+dev"
+    assert sorted(p.name for p in corpus.iterdir()) == ["wnut17-dev.spacy", "wnut17-train.spacy"]
+    run = project / "training" / "wnut17-trf"
+    config = spacy.util.load_config(run / "model-final" / "config.cfg")
+    assert config["paths"]["train"] == "corpus/wnut17-train+dev"
+    shipped = (run / "model-final" / "ner" / "model").read_bytes()
+    assert shipped == (run / "model-last" / "ner" / "model").read_bytes()
+
+
 def test_workflow_distills_and_scores_the_student_on_stsb(project):
     scores = json.loads((project / "metrics" / "stsb.json").read_text())
     assert set(scores) == {"teacher", "student"}
@@ -127,7 +138,7 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, tmp_path
 
 def test_repackaging_leaves_nothing_stale_in_the_wheel(project):
     """A second package run ships exactly the pipeline, not an earlier build's files."""
-    model = project / "training" / "wnut17-trf" / "model-best"
+    model = project / "training" / "wnut17-trf" / "model-last"
     stale = project / "packages" / "en_twner-0.1.0" / "build" / "lib" / "en_twner" / "en_twner-0.1.0"
     stale.mkdir(parents=True, exist_ok=True)
     (stale / "stale-weights.bin").write_bytes(b"x" * 1024)

@@ -16,7 +16,7 @@ from typing import IO, Any, Callable, Deque, Dict, Iterable, Iterator, List, Opt
 
 from spacy.language import Language
 from spacy.tokens import Doc
-from spacy.util import minibatch
+from spacy.util import SimpleFrozenDict, minibatch
 
 from .files import open_atomic
 
@@ -31,10 +31,10 @@ class Record:
     fields: Dict[str, Any] = field(default_factory=dict)
 
 
-def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1) -> Language:
-    """spacy.load for annotation: on the GPU if asked; with n_process > 1 the
-    CPU's cores are split between the processes (torch would give each one all
-    of them, and they would fight over the cores)."""
+def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1, config: Dict[str, Any] = SimpleFrozenDict()) -> Language:
+    """spacy.load (with config overrides) for annotation: on the GPU if asked;
+    with n_process > 1 the CPU's cores are split between the processes (torch
+    would give each one all of them, and they would fight over the cores)."""
     import spacy
 
     if gpu_id >= 0:
@@ -43,7 +43,7 @@ def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1) -> Langua
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_process))
-    return spacy.load(model)
+    return spacy.load(model, config=config)
 
 
 def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:

@@ -354,19 +354,22 @@ def _text_field(input_format: str, paths: List[Path], text_field: str) -> Option
 
 @app.command()
 def quantize(
-    model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
+    model: str = typer.Argument(..., help="Trained pipeline: a directory or an installed package (en_twner)"),
     output_path: Path = typer.Argument(..., help="Where the quantized pipeline goes"),
+    runtime: str = typer.Option("torch", help="torch (int8 per tensor) or onnxruntime (int8 per channel, fused encoder ops)"),
 ) -> None:
     """Save a copy of a pipeline whose transformer runs int8 Linear layers on the CPU.
 
-    The setting (`quantize = true` in the transformer's model config) and the
-    int8 weights are saved with the pipeline, so `spacy package` ships them.
+    The settings (`quantize` and `runtime` in the transformer's model config)
+    and the int8 weights (or ONNX graph) are saved with the pipeline, so
+    `spacy package` ships them.
     """
     import spacy
 
-    nlp = spacy.load(model_path, config={"components.transformer.model.quantize": True})
+    overrides = {"components.transformer.model.quantize": True, "components.transformer.model.runtime": runtime}
+    nlp = spacy.load(model, config=overrides)
     nlp.to_disk(output_path)
-    msg.good(f"Saved the int8 pipeline to {output_path}")
+    msg.good(f"Saved the int8 pipeline ({runtime}) to {output_path}")
 
 
 @app.command("add-embedder")

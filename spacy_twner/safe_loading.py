@@ -6,6 +6,12 @@ could run code on load. `spacy_twner.TransformerModel.v1` is the same model
 with a shim that writes and reads safetensors only. The NER weights are
 spaCy's own msgpack, the sentence embedder's are safetensors.
 
+`runtime = "onnxruntime"` runs the transformer's forward pass in ONNX
+Runtime instead (CPU, inference only): the graph is exported from the Hugging
+Face model, its attention, GELU and layer norms fused, and with `quantize` its
+MatMul weights made int8 per output channel. The pipeline then saves the ONNX
+graph (a protobuf, no code) in place of the torch weights.
+
 `spacy_twner.checksummed_files.v1` makes `nlp.to_disk` write the sha256 of
 every file it saved and `nlp.from_disk` check them before reading anything,
 so a truncated or tampered pipeline directory fails with the file's name
@@ -15,6 +21,7 @@ This file ships inside en_twner (`spacy package --code`), so it imports
 nothing from spacy_twner.
 """
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Union
 
@@ -26,8 +33,9 @@ from thinc.api import get_torch_default_device
 try:
     from spacy_transformers.data_classes import HFObjects
     from spacy_transformers.layers.hf_shim import HFShim
+    from torch.nn import Module as TorchModule
 except ImportError:  # a CNN pipeline has no transformer to load
-    HFShim = object
+    HFShim = TorchModule = object
 
 CHECKSUMS = "sha256sums.json"
 # `spacy package` rewrites meta.json (scores, requirements): not a model file.
@@ -47,34 +55,45 @@ def create_safe_transformer_model(
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
     quantize: bool = False,
+    runtime: str = "torch",
 ):
     """spacy-transformers.TransformerModel.v3 whose weights serialize as safetensors.
 
-    quantize: on load, make the Linear layers int8 (torch dynamic quantization,
-    CPU, inference only). A quantized pipeline saves its int8 weights as they
+    quantize: on load, make the Linear layers int8 (CPU, inference only): torch
+    dynamic quantization (one scale per tensor), or ONNX Runtime's (one scale
+    per output channel). A quantized pipeline saves its int8 weights as they
     are, so it reloads bit for bit; `twner quantize` makes one.
+    runtime: "torch", or "onnxruntime" for the forward pass in ONNX Runtime.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     make_model = registry.architectures.get("spacy-transformers.TransformerModel.v3")
     model = make_model(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
     # The shim is built inside TransformerModel; only its (de)serialization changes.
     shim = model.layers[0].shims[0]
     shim.__class__ = SafetensorsHFShim
     shim.quantize = quantize
+    shim.runtime = runtime
     return model
+
+
+RUNTIMES = ("torch", "onnxruntime")
 
 
 class SafetensorsHFShim(HFShim):
     """HFShim.to_bytes/from_bytes with the weights as safetensors, never a pickle."""
 
     quantize = False
+    runtime = "torch"
 
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
         msg = srsly.msgpack_loads(super().to_bytes())
-        if msg["config"]:
-            msg["state"] = save(_tensors(self._model))
-            msg["format"] = "safetensors"
+        if isinstance(self._model, OnnxTransformer):
+            msg["state"], msg["format"] = self._model.onnx_model, "onnx"
+        elif msg["config"]:
+            msg["state"], msg["format"] = save(_tensors(self._model)), "safetensors"
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "SafetensorsHFShim":
@@ -84,7 +103,7 @@ class SafetensorsHFShim(HFShim):
         msg = srsly.msgpack_loads(bytes_data)
         if not msg["config"]:
             return super().from_bytes(bytes_data)  # never initialized: no weights to read
-        if msg.get("format") != "safetensors":
+        if msg.get("format") not in ("safetensors", "onnx"):
             raise DamagedPipelineError(
                 "transformer weights are not in safetensors format; refusing to unpickle them "
                 "(re-save the pipeline with spacy_twner.TransformerModel.v1)"
@@ -99,14 +118,22 @@ class SafetensorsHFShim(HFShim):
             tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
             vocab_file = temp_dir / getattr(tokenizer, "vocab_files_names", {}).get("vocab_file", "-")
             vocab_contents = vocab_file.read_bytes() if vocab_file.is_file() else None
-        transformer = self.model_cls.from_config(config)
-        state = load(msg["state"])
-        int8 = [k[: -len(INT8)] for k in state if k.endswith(INT8)]
-        if self.quantize or int8:
-            transformer = _load_quantized(transformer, state, int8)
+        if msg["format"] == "onnx":
+            transformer = OnnxTransformer(msg["state"], config)
         else:
-            transformer.load_state_dict(state)
-            transformer.to(get_torch_default_device())
+            transformer = self.model_cls.from_config(config)
+            state = load(msg["state"])
+            int8 = [k[: -len(INT8)] for k in state if k.endswith(INT8)]
+            if self.runtime == "onnxruntime":
+                if int8:
+                    raise ValueError("these transformer weights are torch int8: export the float pipeline to onnxruntime instead")
+                transformer.load_state_dict(state)
+                transformer = OnnxTransformer(export_onnx(transformer, self.quantize), config)
+            elif self.quantize or int8:
+                transformer = _load_quantized(transformer, state, int8)
+            else:
+                transformer.load_state_dict(state)
+                transformer.to(get_torch_default_device())
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_contents, SimpleFrozenDict(), SimpleFrozenDict())
         self._model = transformer
         return self
@@ -158,6 +185,94 @@ def _load_quantized(transformer, state: Dict[str, Any], int8: List[str]):
             weight = torch._make_per_tensor_quantized_tensor(values, float(scale), int(zero))
             modules[name].set_weight_bias(weight, bias)
     return transformer.eval()
+
+
+class OnnxTransformer(TorchModule):
+    """The Hugging Face model's forward pass in an ONNX Runtime session, behind
+    the call the HFShim makes: keyword tensors in, `last_hidden_state` out."""
+
+    def __init__(self, onnx_model: bytes, config) -> None:
+        super().__init__()
+        if get_torch_default_device().type != "cpu":
+            raise ValueError("an onnxruntime transformer runs on the CPU only; load the pipeline without a GPU")
+        self.onnx_model, self.config = onnx_model, config
+        self._session, self._pid = None, None
+
+    def session(self):
+        """The session of this process: one made before a fork (nlp.pipe with
+        n_process) would run on thread pools the child does not have."""
+        import onnxruntime
+        import torch
+
+        if self._pid != os.getpid():
+            options = onnxruntime.SessionOptions()
+            # As many threads as torch uses (`twner annotate` sets them per process).
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(self.onnx_model, options, providers=["CPUExecutionProvider"])
+            self._pid = os.getpid()
+        return self._session
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device("cpu")
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        import torch
+        from transformers.modeling_outputs import BaseModelOutput
+
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        session = self.session()
+        inputs = {i.name: feed[i.name].long().numpy() for i in session.get_inputs()}
+        (hidden,) = session.run(["last_hidden_state"], inputs)
+        return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # A session does not pickle (a spawned process): the next call makes one.
+        return {**self.__dict__, "_session": None, "_pid": None}
+
+
+def export_onnx(transformer, quantize: bool) -> bytes:
+    """The transformer as an optimized ONNX graph: exported with dynamic batch
+    and length, encoder ops fused for the CPU, MatMul weights int8 per channel
+    if quantize."""
+    import warnings
+
+    import torch
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = transformer.config
+    inputs = {name: torch.ones((2, 8), dtype=torch.long) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    axes = {0: "batch", 1: "length"}
+    with make_tempdir() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            transformer.eval(), (), str(tmp / "model.onnx"), kwargs=inputs,
+            input_names=list(inputs), output_names=["last_hidden_state", "pooler_output"],
+            dynamic_axes={**{name: axes for name in inputs}, "last_hidden_state": axes},
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+        optimized = optimize_model(
+            str(tmp / "model.onnx"), model_type="bert",
+            num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+        )  # fmt: skip
+        optimized.save_model_to_file(str(tmp / "optimized.onnx"))
+        path = tmp / "optimized.onnx"
+        if quantize:
+            # Shape inference cannot type the fused (com.microsoft) ops' outputs: they are float.
+            extra = {"DefaultTensorType": TensorProto.FLOAT}
+            quantize_dynamic(
+                path, tmp / "int8.onnx", op_types_to_quantize=["MatMul", "Attention"],
+                per_channel=True, weight_type=QuantType.QInt8, extra_options=extra,
+            )  # fmt: skip
+            path = tmp / "int8.onnx"
+        return path.read_bytes()
 
 
 @registry.callbacks("spacy_twner.checksummed_files.v1")

@@ -1,4 +1,4 @@
-"""`twner annotate`, length-sorted piping, int8 quantization and the Dask scale-out.
+"""`twner annotate`, length-sorted piping, int8 quantization, ONNX Runtime and the Dask scale-out.
 
 The pipeline is the one the `project` fixture trains with the real workflow
 (transformer + ner + sentence_embedder); the tweets are real unlabeled ones.
@@ -119,6 +119,50 @@ def test_int8_pipeline_is_saved_with_its_setting_and_reloads_bit_for_bit(model_d
     assert ents1 == ents2 and all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(states1, states2))
     (_, float_states) = outputs(spacy.load(model_dir))
     assert any(not torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(states1, float_states))
+
+
+def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(model_dir, tweets, tmp_path):
+    import numpy as np
+    import srsly
+
+    from spacy_twner.safe_loading import OnnxTransformer
+
+    def outputs(nlp):
+        docs = list(nlp.pipe(tweets[:30]))
+        return [[(e.start, e.end, e.label_) for e in d.ents] for d in docs], [np.asarray(d._.trf_data.model_output.last_hidden_state) for d in docs]
+
+    # float32 in ONNX Runtime: a load-time setting, same entities and states as torch.
+    ort = spacy.load(model_dir, config={"components.transformer.model.runtime": "onnxruntime"})
+    assert isinstance(ort.get_pipe("transformer").model.layers[0].shims[0]._model, OnnxTransformer)
+    (ents_torch, states_torch), (ents_ort, states_ort) = outputs(spacy.load(model_dir)), outputs(ort)
+    assert ents_ort == ents_torch
+    assert all(a.shape == b.shape and np.allclose(a, b, atol=1e-4) for a, b in zip(states_ort, states_torch))
+
+    # int8: saved as the quantized ONNX graph (no pickle, no torch weights), reloads bit for bit.
+    run = twner("quantize", str(model_dir), str(tmp_path / "ort-int8"), "--runtime", "onnxruntime")
+    assert run.returncode == 0, run.stderr
+    first = spacy.load(tmp_path / "ort-int8")
+    model_config = first.config["components"]["transformer"]["model"]
+    assert model_config["runtime"] == "onnxruntime" and model_config["quantize"] is True
+    model_bytes = srsly.msgpack_loads((tmp_path / "ort-int8" / "transformer" / "model").read_bytes())
+    (shim_bytes,) = [shim for node in model_bytes["shims"] for shim in node]
+    saved = srsly.msgpack_loads(shim_bytes)
+    assert saved["format"] == "onnx" and b"MatMulInteger" in saved["state"]
+    first.to_disk(tmp_path / "again")
+    (ents1, states1), (ents2, states2) = outputs(first), outputs(spacy.load(tmp_path / "again"))
+    assert ents1 == ents2 and all(np.array_equal(a, b) for a, b in zip(states1, states2))
+    assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(states1, states_torch))
+    # `twner annotate --n-process 2`: each worker process makes its own session.
+    # Same batches, same entities (int8 activations are scaled per batch).
+    (tmp_path / "in.txt").write_text("\n".join(tweets[:30]) + "\n", encoding="utf-8")
+    for n_process in ("1", "2"):
+        out = tmp_path / f"out{n_process}.jsonl"
+        run = twner("annotate", str(tmp_path / "ort-int8"), str(tmp_path / "in.txt"), str(out), "--batch-size", "8", "--n-process", n_process)
+        assert run.returncode == 0, run.stderr
+    assert read_jsonl(tmp_path / "out2.jsonl") == read_jsonl(tmp_path / "out1.jsonl")
+    assert sum(len(r["entities"]) for r in read_jsonl(tmp_path / "out1.jsonl")) > 0
+    with pytest.raises(ValueError, match="runtime 'tensorrt'"):
+        spacy.load(model_dir, config={"components.transformer.model.runtime": "tensorrt"})
 
 
 def test_dask_cluster_annotates_files_with_one_pipeline_load_per_worker(model_dir, tweets, tmp_path):

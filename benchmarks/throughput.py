@@ -29,8 +29,11 @@ import typer
 OPTIONS: Dict[str, Dict[str, Any]] = {
     "baseline": {"what": "en_twner as trained: nlp.pipe, batch 128 (config), 2 torch threads"},
     "sorted": {"what": "+ batches of 64 sorted by length (buffer 2048)", "sort_buffer": 2048, "batch_size": 64},
-    "int8": {"what": "+ int8 Linear layers (twner quantize)", "sort_buffer": 2048, "batch_size": 64, "int8": True},
-    "int8-2proc": {"what": "+ 2 processes x 1 torch thread", "sort_buffer": 2048, "batch_size": 64, "int8": True, "n_process": 2},
+    "int8": {"what": "+ int8 Linear layers, per tensor (twner quantize)", "sort_buffer": 2048, "batch_size": 64, "variant": "torch"},
+    "int8-2proc": {"what": "+ 2 processes x 1 torch thread", "sort_buffer": 2048, "batch_size": 64, "variant": "torch", "n_process": 2},
+    "ort": {"what": "sorted + ONNX Runtime, fused encoder ops, float32 (runtime = onnxruntime)", "sort_buffer": 2048, "batch_size": 64,
+            "config": {"components.transformer.model.runtime": "onnxruntime"}},
+    "ort-int8": {"what": "+ int8 MatMuls per channel (twner quantize --runtime onnxruntime)", "sort_buffer": 2048, "batch_size": 64, "variant": "onnxruntime"},
     "hf-loop": {"what": "peer: same backbone, plain Hugging Face token-classification loop", "hf": True},
     "cnn": {"what": "peer: the CNN pipeline (configs/cnn.cfg)", "cnn": True},
 }
@@ -72,7 +75,7 @@ def run_option(name: str, settings: Dict[str, Any], model: str, tweets: List[str
     if settings.get("hf"):
         return {**run_hf_loop(tweets), "peak_rss_mib": _stop(peak)}
     n_process = settings.get("n_process", 1)
-    nlp = load_pipeline(model, n_process=n_process)
+    nlp = load_pipeline(model, n_process=n_process, config=settings.get("config", {}))
     kwargs = {"batch_size": settings.get("batch_size"), "n_process": n_process}
     buffer = settings.get("sort_buffer", 0)
 
@@ -144,24 +147,27 @@ def main(
     options: str = typer.Option(",".join(OPTIONS), help="Options to run, comma-separated"),
     output: Path = typer.Option(Path("metrics/throughput.json"), help="JSON to write"),
     one: str = typer.Option("", hidden=True, help="Run this option here and print its JSON (used internally)"),
-    quantized: str = typer.Option("", hidden=True),
+    scratch: str = typer.Option("", hidden=True, help="Folder of the int8 pipelines, one per runtime (used internally)"),
 ) -> None:
     """Measure each option in its own process and print a table."""
     tweets = read_tweets(tweets_dir, n)
     if one:
         settings = OPTIONS[one]
-        path = str(cnn) if settings.get("cnn") else quantized if settings.get("int8") else str(model)
+        variant = settings.get("variant")
+        path = str(cnn) if settings.get("cnn") else str(Path(scratch) / variant) if variant else str(model)
         print(json.dumps(run_option(one, settings, path, tweets, test)))
         return
     from tqdm import tqdm
 
+    names = options.split(",")
     results: Dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        int8_dir = Path(scratch) / "int8"
-        subprocess.run([sys.executable, "-m", "spacy_twner", "quantize", str(model), str(int8_dir)], check=True, capture_output=True)
-        for name in tqdm(options.split(","), desc="options", unit=" option"):
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        for runtime in sorted({OPTIONS[name]["variant"] for name in names if "variant" in OPTIONS[name]}):
+            quantize = [sys.executable, "-m", "spacy_twner", "quantize", str(model), str(Path(scratch_dir) / runtime), "--runtime", runtime]
+            subprocess.run(quantize, check=True, capture_output=True)
+        for name in tqdm(names, desc="options", unit=" option"):
             cmd = [sys.executable, __file__, str(model), "--cnn", str(cnn), "--test", str(test), "--tweets", str(tweets_dir),
-                   "--n", str(n), "--one", name, "--quantized", str(int8_dir)]  # fmt: skip
+                   "--n", str(n), "--one", name, "--scratch", scratch_dir]  # fmt: skip
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[name] = {"what": OPTIONS[name]["what"], **json.loads(out.strip().splitlines()[-1])}
     results["_machine"] = {"cpus": os.cpu_count(), "tweets": n, "python": sys.version.split()[0]}

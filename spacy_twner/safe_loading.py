@@ -46,6 +46,9 @@ class DamagedPipelineError(ValueError):
     """A pipeline file is missing, truncated or not what was saved."""
 
 
+RUNTIMES = ("torch", "onnxruntime")
+
+
 @registry.architectures("spacy_twner.TransformerModel.v1")
 def create_safe_transformer_model(
     name: str,
@@ -75,9 +78,6 @@ def create_safe_transformer_model(
     shim.quantize = quantize
     shim.runtime = runtime
     return model
-
-
-RUNTIMES = ("torch", "onnxruntime")
 
 
 class SafetensorsHFShim(HFShim):
@@ -169,8 +169,7 @@ def _load_quantized(transformer, state: Dict[str, Any], int8: List[str]):
 
     import torch
 
-    if get_torch_default_device().type != "cpu":
-        raise ValueError("an int8-quantized transformer runs on the CPU only; load the pipeline without a GPU")
+    _require_cpu("an int8-quantized transformer")
     saved = {name: [state.pop(name + key) for key in (INT8, SCALE, ZERO_POINT, ".bias")] for name in int8}
     missing, unexpected = transformer.load_state_dict(state, strict=False)
     if set(missing) != {f"{name}.{p}" for name in saved for p in ("weight", "bias")} or unexpected:
@@ -187,14 +186,18 @@ def _load_quantized(transformer, state: Dict[str, Any], int8: List[str]):
     return transformer.eval()
 
 
+def _require_cpu(what: str) -> None:
+    if get_torch_default_device().type != "cpu":
+        raise ValueError(f"{what} runs on the CPU only; load the pipeline without a GPU")
+
+
 class OnnxTransformer(TorchModule):
     """The Hugging Face model's forward pass in an ONNX Runtime session, behind
     the call the HFShim makes: keyword tensors in, `last_hidden_state` out."""
 
     def __init__(self, onnx_model: bytes, config) -> None:
         super().__init__()
-        if get_torch_default_device().type != "cpu":
-            raise ValueError("an onnxruntime transformer runs on the CPU only; load the pipeline without a GPU")
+        _require_cpu("an onnxruntime transformer")
         self.onnx_model, self.config = onnx_model, config
         self._session, self._pid = None, None
 

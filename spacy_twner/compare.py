@@ -1,13 +1,23 @@
-"""Side-by-side tables of evaluation runs (`twner evaluate` or `spacy evaluate` JSON)."""
+"""Side-by-side tables of runs: evaluations (`twner evaluate` or `spacy evaluate` JSON)
+and benchmarks (benchmarks/*.py JSON)."""
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+import srsly
 
 MISSING = "–"
 
 
+def compare_files(paths: Sequence[Path]) -> str:
+    """compare_table of run records, each named by its file's stem."""
+    return compare_table({Path(p).stem: srsly.read_json(p) for p in paths})
+
+
 def compare_table(runs: Dict[str, dict]) -> str:
     """Two Markdown tables: a row per run (what changed, dev F1, test P/R/F1
-    with its 95% interval, train wall time, words/s), then test F1 per type."""
-    header = ("run", "what changed", "dev F1", "test P", "test R", "test F1 [95% CI]", "train time", "words/s")
+    with its 95% interval, entity-confidence ECE, train wall time, words/s),
+    then test F1 per type."""
+    header = ("run", "what changed", "dev F1", "test P", "test R", "test F1 [95% CI]", "ECE", "train time", "words/s")
     rows: List[Sequence[str]] = []
     for name, m in runs.items():
         ci = m.get("ci", {}).get("ents_f")
@@ -15,7 +25,7 @@ def compare_table(runs: Dict[str, dict]) -> str:
         rows.append((
             name, m.get("changes") or MISSING, _pct(m.get("dev_ents_f")), _pct(m.get("ents_p")), _pct(m.get("ents_r")),
             f"**{f1}** [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else f"**{f1}**",
-            _minutes(m.get("train_seconds")), f"{m['speed']:,.0f}" if "speed" in m else MISSING,
+            _pct((m.get("calibration") or {}).get("ece")), _minutes(m.get("train_seconds")), f"{m['speed']:,.0f}" if "speed" in m else MISSING,
         ))  # fmt: skip
     types = sorted({t for m in runs.values() for t in m.get("ents_per_type") or {}})
     per_type = [
@@ -36,3 +46,31 @@ def _pct(value: Optional[float]) -> str:
 
 def _minutes(seconds: Optional[float]) -> str:
     return MISSING if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def throughput_markdown(results: dict) -> str:
+    """benchmarks/throughput.py's record: a row per option, in the order run."""
+    machine = results.get("_machine", {})
+    header = ("option", "what", "tweets/s", "peak RSS MiB", "test F1", "same entities as baseline")
+    rows = []
+    for name, r in results.items():
+        if name.startswith("_"):
+            continue
+        same = r.get("same_entities")
+        rows.append((name, r["what"], f"{r['tweets_per_s']:,.1f}", f"{r['peak_rss_mib']:,.0f}",
+                     f"{r['test_f1']:.2f}" if "test_f1" in r else MISSING,
+                     MISSING if same is None else f"{100 * same:.1f}%"))  # fmt: skip
+    note = f"\n\n{machine.get('tweets', '?')} tweets per option, {machine.get('cpus', '?')} CPUs, {machine.get('date', '')}".rstrip(", ")
+    return _markdown(header, rows) + note
+
+
+def serve_markdown(results: dict) -> str:
+    """benchmarks/serve_load.py's record: a row per server, then the batch reference."""
+    header = ("server", "clients", "requests", "errors", "requests/s", "share of batch throughput", "p50 ms", "p95 ms", "p99 ms")
+    batch = results["batch"]["tweets_per_s"]
+    rows = [
+        (name, r["clients"], r["requests"], r["errors"], f"{r['requests_per_s']:,.1f}", f"{100 * r['requests_per_s'] / batch:.0f}%",
+         f"{r['latency_ms']['p50']:.0f}", f"{r['latency_ms']['p95']:.0f}", f"{r['latency_ms']['p99']:.0f}")
+        for name, r in results["servers"].items()
+    ]  # fmt: skip
+    return _markdown(header, rows) + f"\n\nBatch reference: the same pipeline, `nlp.pipe(batch_size=64)` in-process: {batch:,.1f} tweets/s."

@@ -5,24 +5,13 @@ blank or whitespace-only lines (WNUT17 train uses a lone TAB). Every problem is
 reported with file, line and cause; nothing is dropped or repaired silently.
 """
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Dict, Iterable, Iterator, List, Optional
 
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
-
-# The datasets' own labels, kept as they are so that scores compare with
-# published conlleval numbers.
-DATASET_LABELS: Dict[str, List[str]] = {
-    "wnut16": [
-        "company", "facility", "geo-loc", "movie", "musicartist",
-        "other", "person", "product", "sportsteam", "tvshow",
-    ],
-    "wnut17": [
-        "corporation", "creative-work", "group", "location", "person", "product",
-    ],
-}  # fmt: skip
 
 DOCSTART = "-DOCSTART-"
 TAG_RE = re.compile(r"^(O|[BI]-(\S+))$")
@@ -174,3 +163,37 @@ def docs_to_conll(docs: Iterable[Doc]) -> str:
         lines.extend(f"{t.text}\t{tag}" for t, tag in zip(doc, doc_to_tags(doc)))
         lines.append("")
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def convert_file(input_path: Path, output_path: Path, *, labels: Optional[str] = None, repair: bool = False) -> Dict[str, int]:
+    """Convert a CoNLL file to a DocBin (written whole or not at all).
+
+    labels: a dataset name (its label set) or a comma-separated list; None allows any.
+    Returns the counts of what was written and what the reader had to do."""
+    from spacy.tokens import DocBin
+
+    from .datasets import DATASETS
+    from .files import write_atomic
+
+    allowed = None
+    if labels is not None:
+        allowed = DATASETS[labels].labels if labels in DATASETS else [label for label in labels.split(",") if label]
+    conll = read_conll(input_path, labels=allowed, repair=repair)
+    docs = list(sentences_to_docs(Vocab(), conll.sentences))
+    write_atomic(output_path, DocBin(docs=docs, store_user_data=False).to_bytes())
+    entities = Counter(ent.label_ for doc in docs for ent in doc.ents)
+    return {
+        "docs": len(docs), "tokens": sum(len(d) for d in docs), "entities": sum(entities.values()),
+        **{f"  {label}": n for label, n in sorted(entities.items())},
+        "-DOCSTART- lines skipped": conll.docstarts, "tags repaired": conll.repaired,
+    }  # fmt: skip
+
+
+def docbin_to_conll_file(input_path: Path, output_path: Path) -> None:
+    """Write a DocBin back as CoNLL (written whole or not at all)."""
+    from spacy.tokens import DocBin
+
+    from .files import write_atomic
+
+    docs = DocBin().from_disk(input_path).get_docs(Vocab())
+    write_atomic(output_path, docs_to_conll(docs).encode("utf-8"))

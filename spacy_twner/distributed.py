@@ -9,10 +9,11 @@ light to install. Ray would fit as well, but brings its own object store and
 a much heavier install for nothing this file-per-task shape needs.
 """
 import os
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from distributed import Client, WorkerPlugin, as_completed, get_worker
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from .annotate import annotate_file
 
@@ -90,3 +91,24 @@ def annotate_files(
     for future in done:
         future.result()  # raise the first failure now, not after every file is done
     return [future.result() for future in futures]
+
+
+def annotate_on_cluster(
+    model: str,
+    inputs: Sequence[Path],
+    output_dir: Path,
+    *,
+    scheduler: Optional[str] = None,
+    workers: int = 2,
+    torch_threads: int = 1,
+    on_start: Callable[[str], None] = lambda dashboard: None,
+    **options: Any,
+) -> List[Dict[str, Any]]:
+    """annotate_files on the scheduler at that address, or on a local cluster of
+    `workers` processes that is closed however the run ends."""
+    with ExitStack() as stack:
+        if scheduler is None:
+            scheduler = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True))
+        client = stack.enter_context(Client(scheduler))
+        on_start(client.dashboard_link)
+        return annotate_files(client, model, inputs, output_dir, torch_threads=torch_threads, progress=True, **options)

@@ -21,19 +21,39 @@ NONE = "(none)"
 PALETTE = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197", "#f0d0ff", "#e4e7d2", "#bfe1d9"]
 
 
-def predict(nlp: Language, path: Path, gold_preproc: bool = False) -> Tuple[List[Example], float]:
-    """The examples of a DocBin with nlp's predictions, and the words/s it took.
+def predict(nlp: Language, path: Path, gold_preproc: bool = False) -> List[Example]:
+    """The examples of a DocBin with nlp's predictions.
 
     As `spacy evaluate`: the text is re-tokenized by the pipeline unless
     gold_preproc, and the scorer aligns predicted and gold tokens.
     """
+    from tqdm import tqdm
+
     examples = list(Corpus(path, gold_preproc=gold_preproc)(nlp))
-    start = time.perf_counter()
     docs = nlp.pipe(eg.predicted for eg in examples)
-    for eg, doc in zip(examples, docs):
+    for eg, doc in zip(examples, tqdm(docs, total=len(examples), desc="predicting", unit=" tweets", disable=None)):
         eg.predicted = doc
-    seconds = time.perf_counter() - start
-    return examples, sum(len(eg.predicted) for eg in examples) / max(seconds, 1e-9)
+    return examples
+
+
+def words_per_second(nlp: Language, texts: List[str], passes: int = 5, seed: int = 0) -> Dict[str, float]:
+    """Mean words/s over timed passes through the texts after a warm-up pass,
+    with a bootstrap 95% interval of the mean (as `spacy benchmark speed`, but
+    timing whole passes: a component that buffers and sorts, as the
+    transformer does, makes per-batch times meaningless)."""
+    from spacy.cli.benchmark_speed import bootstrap
+
+    n_words = sum(len(nlp.make_doc(text)) for text in texts)
+    rates = []
+    for i in range(passes + 1):
+        start = time.perf_counter()
+        for _ in nlp.pipe(nlp.make_doc(text) for text in texts):
+            pass
+        if i:  # pass 0 warms up
+            rates.append(n_words / (time.perf_counter() - start))
+    numpy.random.seed(seed)
+    means = numpy.sort(bootstrap(numpy.array(rates)))
+    return {"mean": float(numpy.mean(rates)), "ci": [float(means[int(0.025 * len(means))]), float(means[int(0.975 * len(means))])], "passes": passes}
 
 
 def aligned_spans(eg: Example) -> Tuple[List[Span], List[Span]]:
@@ -42,14 +62,50 @@ def aligned_spans(eg: Example) -> Tuple[List[Span], List[Span]]:
     if not eg.reference.has_annotation("ENT_IOB"):
         return [], []
     gold = [(e.label_, e.start, e.end) for e in eg.reference.ents]
-    pred = []
+    return gold, [span for _, span in _aligned_predictions(eg)]
+
+
+def _aligned_predictions(eg: Example):
+    """(predicted entity, its (label, start, end) in reference tokens), for the
+    predictions get_ner_prf scores."""
     for ent in eg.predicted.ents:
         indices = eg.alignment.x2y[ent.start : ent.end]
         if len(indices):
             start, end = int(indices[0]), int(indices[-1]) + 1
             if all(token.ent_iob != 0 for token in eg.reference[start:end]):
-                pred.append((ent.label_, start, end))
-    return gold, pred
+                yield ent, (ent.label_, start, end)
+
+
+def calibration(examples: List[Example], n_bins: int = 10) -> Optional[dict]:
+    """How well entity confidences (`ent._.confidence`) predict exact-match
+    correctness: expected calibration error over equal-width bins, and the
+    bins for a reliability diagram. None if the pipeline gives no confidences."""
+    pairs = []
+    for eg in examples:
+        if not eg.reference.has_annotation("ENT_IOB"):
+            continue
+        gold = {(e.label_, e.start, e.end) for e in eg.reference.ents}
+        for ent, span in _aligned_predictions(eg):
+            confidence = ent._.get("confidence") if ent.has_extension("confidence") else None
+            if confidence is not None:
+                pairs.append((confidence, span in gold))
+    if not pairs:
+        return None
+    confidence, correct = (numpy.array(x, dtype=float) for x in zip(*pairs))
+    edges = numpy.linspace(0.0, 1.0, n_bins + 1)
+    which = numpy.clip(numpy.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        mask = which == b
+        count = int(mask.sum())
+        acc = float(correct[mask].mean()) if count else None
+        conf = float(confidence[mask].mean()) if count else None
+        if count:
+            ece += count / len(pairs) * abs(acc - conf)
+        bins.append({"count": count, "accuracy": acc, "confidence": conf})
+    return {"ece": float(ece), "brier": float(((confidence - correct) ** 2).mean()), "entities": len(pairs),
+            "accuracy": float(correct.mean()), "mean_confidence": float(confidence.mean()),
+            "edges": edges.tolist(), "bins": bins}  # fmt: skip
 
 
 def count_matches(gold: List[Span], pred: List[Span]) -> Dict[str, List[int]]:
@@ -200,3 +256,111 @@ def run_info(model_meta: dict, train_log: Optional[List[dict]]) -> dict:
         info["train_seconds"] = train_log[-1]["seconds"]
         info["train_steps"] = train_log[-1]["step"]
     return info
+
+
+def evaluate_run(
+    model: str,
+    data_path: Path,
+    output_path: Path,
+    *,
+    plot_path: Optional[Path] = None,
+    worst_path: Optional[Path] = None,
+    reliability_path: Optional[Path] = None,
+    worst_limit: int = 25,
+    train_log: Optional[Path] = None,
+    changes: str = "",
+    info: Optional[Dict[str, str]] = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    speed_passes: int = 3,
+    speed_texts: int = 1000,
+    gold_preproc: bool = False,
+    gpu_id: int = -1,
+) -> dict:
+    """Read the test set once with the pipeline and write the run record (JSON)
+    and whichever of the plot, worst-tweets page and reliability diagram are asked for."""
+    import spacy
+    import srsly
+    from spacy.cli._util import setup_gpu
+
+    from .files import write_atomic
+    from .plots import plot_per_type, plot_reliability
+
+    setup_gpu(gpu_id, silent=True)
+    nlp = spacy.load(model)
+    examples = predict(nlp, data_path, gold_preproc=gold_preproc)
+    metrics, errors = evaluate_examples(examples, n_bootstrap=n_bootstrap, seed=seed)
+    metrics["calibration"] = calibration(examples)
+    if speed_passes:
+        speed = words_per_second(nlp, [eg.reference.text for eg in examples[:speed_texts]], passes=speed_passes)
+        metrics.update(speed=speed["mean"], speed_ci=speed["ci"], speed_passes=speed_passes)
+    metrics.update(model=str(model), data=str(data_path), changes=changes, gold_preproc=gold_preproc, **(info or {}))
+    metrics.update(run_info(nlp.meta, list(srsly.read_jsonl(train_log)) if train_log else None))
+    write_atomic(output_path, srsly.json_dumps(metrics, indent=2).encode("utf-8"))
+    if plot_path:
+        plot_per_type(metrics, plot_path, title=Path(output_path).stem)
+    if worst_path:
+        write_atomic(worst_path, worst_tweets_html(examples, errors, worst_limit).encode("utf-8"))
+    if reliability_path and metrics["calibration"]:
+        plot_reliability(metrics["calibration"], reliability_path, title=Path(output_path).stem)
+    return metrics
+
+
+def summary_tables(metrics: dict) -> str:
+    """Scores with intervals, error kinds, confusions and calibration, as Markdown."""
+    ci = metrics["ci"]
+
+    def row(name: str, value: float, interval: List[float]) -> str:
+        return f"| {name} | {100 * value:.2f} | [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}] |"
+
+    lines = ["| | score | 95% interval |", "|---|---|---|"]
+    lines += [row(k, metrics[k], ci[k]) for k in ("ents_p", "ents_r", "ents_f")]
+    lines += [row(f"F1 {t}", s["f"], ci["ents_per_type_f"][t]) for t, s in sorted(metrics["ents_per_type"].items())]
+    if "speed" in metrics:
+        low, high = metrics["speed_ci"]
+        lines.append(f"| words/s | {metrics['speed']:,.0f} | [{low:,.0f}, {high:,.0f}] |")
+    lines += ["", "| error | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in sorted(metrics["errors"].items())]
+    lines += ["", confusion_markdown(metrics["confusion"])]
+    cal = metrics.get("calibration")
+    if cal:
+        lines += ["", f"Entity confidence: ECE {100 * cal['ece']:.2f} over {cal['entities']} entities "
+                  f"(mean confidence {cal['mean_confidence']:.3f}, share correct {cal['accuracy']:.3f})"]  # fmt: skip
+    return "\n".join(lines)
+
+
+TEMPERATURES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
+
+
+def fit_temperature(model: str, data_path: Path, temperatures=TEMPERATURES) -> dict:
+    """The `confidence_temperature` of twner_ner that calibrates its entity
+    confidences best on data_path (dev: never test): the lowest Brier score of
+    confidence vs exact-match correctness, with the ECE of each temperature.
+
+    The pipeline runs once; only the beam that scores the entities reruns per
+    temperature (the entities themselves do not depend on it)."""
+    import spacy
+
+    nlp = spacy.load(model)
+    ner = next((pipe for _, pipe in nlp.pipeline if hasattr(pipe, "temperature_beam_parse")), None)
+    if ner is None:
+        raise ValueError(f"{model}: no twner_ner component to calibrate")
+    examples = predict(nlp, data_path)
+    docs = [eg.predicted for eg in examples]
+    entities = [list(doc.ents) for doc in docs]
+    table = []
+    for temperature in temperatures:
+        ner.confidence_temperature = temperature
+        # The beam must start from unannotated docs: entities already set would be
+        # kept as constraints, and every beam parse would contain them.
+        for doc in docs:
+            doc.set_ents([], default="missing")
+        beams = ner.temperature_beam_parse(docs)
+        for doc, ents, scores in zip(docs, entities, ner.scored_ents(beams)):
+            doc.set_ents(ents, default="outside")
+            for ent in doc.ents:
+                ent._.set("confidence", min(1.0, float(scores.get((ent.start, ent.end, ent.label_), 0.0))))
+        result = calibration(examples)
+        table.append({"temperature": temperature, "ece": result["ece"], "brier": result["brier"],
+                      "mean_confidence": result["mean_confidence"], "accuracy": result["accuracy"]})  # fmt: skip
+    best = min(table, key=lambda row: row["brier"])
+    return {"model": str(model), "data": str(data_path), "best_temperature": best["temperature"], "table": table}

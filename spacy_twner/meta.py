@@ -1,4 +1,5 @@
-"""The meta.json that `spacy package` puts into en_twner."""
+"""The meta.json and the model card (README) that `spacy package` puts into en_twner."""
+from string import Template
 from typing import Any, Dict, Iterable, Optional
 
 # What `spacy evaluate` reports that belongs in a package's meta.
@@ -25,6 +26,38 @@ def build_meta(
     if version:
         meta["version"] = version
     meta["performance"] = {k: test_metrics[k] for k in SCORE_KEYS if k in test_metrics}
+    if test_metrics.get("calibration"):
+        meta["performance"]["ents_confidence_ece"] = test_metrics["calibration"]["ece"]
     meta["performance_dev"] = model_meta.get("performance", {})
     meta["requirements"] = sorted(set(meta.get("requirements", [])) | set(requirements))
     return meta
+
+
+def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> str:
+    """The package README: the template (configs/model-card.md) with $-fields
+    filled from meta.json and the test metrics."""
+    ci = metrics.get("ci", {})
+    rows = ["| type | P | R | F1 | F1 95% interval |", "|---|---|---|---|---|"]
+    for label, s in sorted(metrics["ents_per_type"].items()):
+        low, high = ci.get("ents_per_type_f", {}).get(label, (None, None))
+        interval = f"[{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "–"
+        rows.append(f"| {label} | {100 * s['p']:.1f} | {100 * s['r']:.1f} | {100 * s['f']:.1f} | {interval} |")
+    low, high = ci.get("ents_f", (metrics["ents_f"], metrics["ents_f"]))
+    calibration = metrics.get("calibration")
+    return Template(template).substitute(
+        name=f"{meta['lang']}_{meta['name']}",
+        version=meta["version"],
+        description=meta.get("description", ""),
+        pipeline=", ".join(f"`{p}`" for p in meta.get("pipeline", [])),
+        dataset=metrics.get("dataset", "the training data"),
+        test_data=metrics.get("data", "the test split"),
+        ents_p=f"{100 * metrics['ents_p']:.1f}",
+        ents_r=f"{100 * metrics['ents_r']:.1f}",
+        ents_f=f"{100 * metrics['ents_f']:.1f}",
+        ents_f_ci=f"[{100 * low:.1f}, {100 * high:.1f}]",
+        per_type="\n".join(rows),
+        ece=f"{100 * calibration['ece']:.1f}" if calibration else "–",
+        speed=f"{metrics['speed']:,.0f}" if "speed" in metrics else "–",
+        requirements=", ".join(f"`{r}`" for r in meta.get("requirements", [])),
+        license=meta.get("license", ""),
+    )

@@ -1,49 +1,69 @@
-"""Package a trained pipeline as a wheel that needs nothing from spacy_twner."""
+"""Package a pipeline as a wheel that needs nothing from spacy_twner.
+
+Its code is the folder spacy_twner/pipeline/ (every module, derived, never a
+hand-written list); its README is the model card; its LICENSE the project's.
+"""
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Iterable, List, Optional
 
 import srsly
 from spacy.cli.package import package as spacy_package
 from spacy.util import split_requirement
 
-# The packaged code is copied into the wheel (`--code`), so the plugin itself
-# is no requirement; spaCy adds it only because it also finds our entry points.
+from .meta import build_meta, model_card
+
+# The packaged code is copied into the wheel, so the plugin itself is no
+# requirement; spaCy adds it only because it also finds our entry points.
 OWN_DISTRIBUTION = "spacy-twner"
+PIPELINE_CODE = Path(__file__).parent / "pipeline"
+LICENSE = Path(__file__).parent.parent / "LICENSE"
+
+
+def pipeline_code() -> List[Path]:
+    """The modules that ship inside the package: all of spacy_twner/pipeline/."""
+    return sorted(p for p in PIPELINE_CODE.glob("*.py") if p.name != "__init__.py")
 
 
 def package_pipeline(
-    model_path: Path, output_dir: Path, meta: Dict[str, Any], code_paths: List[Path]
+    model_path: Path,
+    metrics_path: Path,
+    output_dir: Path,
+    template_path: Path,
+    card_path: Path,
+    *,
+    name: Optional[str] = None,
+    version: Optional[str] = None,
+    requirements: Iterable[str] = (),
 ) -> Path:
-    """Run `spacy package`, drop spacy-twner from the requirements, build the wheel.
+    """Run `spacy package`, drop spacy-twner from the requirements, add the
+    model card and licence, build the wheel.
 
     The package folder is rebuilt from scratch: `spacy package --force` only
     replaces its inner folder, and setuptools would copy a previous build's
     leftovers (another pipeline's weights) from build/ into the new wheel.
     """
-    name = f"{meta['lang']}_{meta['name']}"
-    main_path = Path(output_dir) / f"{name}-{meta['version']}"
+    metrics = srsly.read_json(metrics_path)
+    meta = build_meta(srsly.read_json(Path(model_path) / "meta.json"), metrics, srsly.read_json(template_path),
+                      requirements=requirements, name=name, version=version)  # fmt: skip
+    full_name = f"{meta['lang']}_{meta['name']}"
+    main_path = Path(output_dir) / f"{full_name}-{meta['version']}"
     shutil.rmtree(main_path, ignore_errors=True)
-    meta_path = Path(model_path).parent / "package-meta.json"
+    meta_path = Path(output_dir) / f"{full_name}-meta.json"
     srsly.write_json(meta_path, meta)
     spacy_package(
-        Path(model_path),
-        Path(output_dir),
-        meta_path=meta_path,
-        code_paths=[Path(p) for p in code_paths],
-        create_sdist=False,
-        create_wheel=False,
-        require_parent=True,
-        force=True,
-        silent=False,
-    )
+        Path(model_path), Path(output_dir), meta_path=meta_path, code_paths=pipeline_code(),
+        create_sdist=False, create_wheel=False, require_parent=True, force=True, silent=False,
+    )  # fmt: skip
+    meta_path.unlink()
     packaged = srsly.read_json(main_path / "meta.json")
-    packaged["requirements"] = [
-        req for req in packaged.get("requirements", [])
-        if split_requirement(req)[0] != OWN_DISTRIBUTION
-    ]  # fmt: skip
+    packaged["requirements"] = [r for r in packaged.get("requirements", []) if split_requirement(r)[0] != OWN_DISTRIBUTION]
     srsly.write_json(main_path / "meta.json", packaged)
+    card = model_card(packaged, metrics, Path(card_path).read_text(encoding="utf-8"))
+    for readme in (main_path / "README.md", main_path / full_name / f"{full_name}-{meta['version']}" / "README.md"):
+        readme.write_text(card, encoding="utf-8")
+    shutil.copy(LICENSE, main_path / "LICENSE")
     subprocess.run([sys.executable, "-m", "build", "--wheel", str(main_path)], check=True)
-    return main_path / "dist" / f"{name}-{meta['version']}-py3-none-any.whl"
+    return main_path / "dist" / f"{full_name}-{meta['version']}-py3-none-any.whl"

@@ -6,45 +6,69 @@ from pathlib import Path
 
 import pytest
 
+from spacy_twner.assets import mirror_vars
+from spacy_twner.datasets import DATASETS
+
 ROOT = Path(__file__).resolve().parent.parent
-# The shared data mirror (see ../shared/data/README.md); TWNER_DATA overrides it.
-DATA = Path(os.environ.get("TWNER_DATA", ROOT.parent / "shared" / "data")).resolve()
-
-# (dataset, split) -> file name in the mirror, as project.yml fetches them.
-WNUT_FILES = {
-    ("wnut16", "train"): "wnut16/train",
-    ("wnut16", "dev"): "wnut16/dev",
-    ("wnut16", "test"): "wnut16/test",
-    ("wnut17", "train"): "wnut17/wnut17train.conll",
-    ("wnut17", "dev"): "wnut17/emerging.dev.conll",
-    ("wnut17", "test"): "wnut17/emerging.test.annotated",
-}
+# A local mirror of the raw data (../shared/data/README.md) where there is one;
+# TWNER_DATA overrides it, and an empty TWNER_DATA means: fetch from upstream.
+DEFAULT_MIRROR = ROOT.parent / "shared" / "data"
+MIRROR = os.environ.get("TWNER_DATA", str(DEFAULT_MIRROR) if DEFAULT_MIRROR.is_dir() else "")
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    # A missing mirror is an error, not a skip: these tests are the evidence.
-    assert (DATA / "wnut16" / "train").is_file(), f"WNUT data not found under {DATA}"
-    return DATA
+def twner(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The twner command line, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "spacy_twner", *map(str, args)], capture_output=True, text=True, env=OFFLINE, **kwargs)
+
+
+def source_vars() -> dict:
+    return mirror_vars(Path(MIRROR)) if MIRROR else {}
 
 
 @pytest.fixture(scope="session")
-def project(tmp_path_factory, data_dir):
+def assets_dir(tmp_path_factory) -> Path:
+    """The project's assets (WNUT16, WNUT17, stsb-multi-mt, unlabeled tweets),
+    fetched by the project's own `spacy project assets`: copied from the mirror,
+    or downloaded from upstream when there is none. A missing mirror and no
+    network is an error naming both, never a skip: these tests are the evidence."""
+    project = tmp_path_factory.mktemp("assets-project")
+    shutil.copy(ROOT / "project.yml", project)
+    cmd = [sys.executable, "-m", "spacy", "project", "assets", str(project)]
+    for key, value in source_vars().items():
+        cmd += [f"--vars.{key}", value]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    where = f"the mirror {MIRROR}" if MIRROR else f"no mirror ({DEFAULT_MIRROR} is missing) and upstream"
+    assert run.returncode == 0, f"could not get the data from {where}:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
+    check = subprocess.run([sys.executable, "-m", "spacy_twner", "verify-assets", str(project)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    return project / "assets"
+
+
+def wnut_file(assets_dir: Path, dataset: str, split: str) -> Path:
+    assert dataset in DATASETS
+    return assets_dir / dataset / f"{split}.conll"
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, assets_dir):
     """A copy of the project, run through the whole `all` workflow on a slice of
     WNUT17 (the first 60 tweets of the train+dev corpus, 30 dev tweets for the
-    scores, a few steps, the embedded backbone)."""
+    scores, a few steps; a few masked-LM steps on 200 filtered tweets; the
+    embedded backbone)."""
     project_dir = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "project.yml", project_dir)
     shutil.copytree(ROOT / "configs", project_dir / "configs")
-    shutil.copytree(ROOT / "spacy_twner", project_dir / "spacy_twner")
+    shutil.copytree(ROOT / "spacy_twner", project_dir / "spacy_twner", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "LICENSE", project_dir)
+    shutil.copytree(assets_dir, project_dir / "assets")
     overrides = {
-        "wnut16_source": data_dir / "wnut16",
-        "wnut17_source": data_dir / "wnut17",
-        "stsb_source": data_dir / "stsb-multi-mt",
+        **source_vars(),
         "distill_languages": "it",
         "distill_max_pairs": 512,
         "distill_epochs": 1,
         "dataset": "wnut17",
+        "pretrain_max_texts": 200,
         "max_steps": 6,
         "eval_frequency": 3,
         "train_limit": 60,
@@ -53,15 +77,20 @@ def project(tmp_path_factory, data_dir):
     cmd = [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir)]
     for key, value in overrides.items():
         cmd += [f"--vars.{key}", str(value)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True, env=OFFLINE)
     return project_dir
 
 
 @pytest.fixture(scope="session")
-def model_dir(project) -> Path:
-    """The full pipeline (transformer + ner + sentence_embedder) that `project` built."""
-    return project / "training" / "wnut17-trf" / "model-final"
+def run_dir(project) -> Path:
+    return project / "training" / "wnut17-trf"
+
+
+@pytest.fixture(scope="session")
+def model_dir(run_dir) -> Path:
+    """The full pipeline (transformer + ner + sentence_embedder) that `project`
+    assembled, torch float: the pipeline the other runtimes are converted from."""
+    return run_dir / "model-final"
 
 
 @pytest.fixture(scope="module")

@@ -1,28 +1,24 @@
-"""`twner annotate`, length-sorted piping, int8 quantization, ONNX Runtime and the Dask scale-out.
+"""`twner annotate`, length-sorted piping, the runtimes (torch int8, ONNX Runtime float32 and int8) and the Dask scale-out.
 
 The pipeline is the one the `project` fixture trains with the real workflow
 (transformer + ner + sentence_embedder); the tweets are real unlabeled ones.
 """
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import List
 
 import pytest
 import spacy
 
-from spacy_twner.annotate import BadLine, Counts, Record, annotate_records, pipe_by_length, read_records
+from spacy_twner.annotate import BadLine, Counts, Record, annotate_records, read_records, runtime_config, set_sort_buffer
+
+from .conftest import twner
 
 
 @pytest.fixture(scope="module")
-def tweets(data_dir) -> List[str]:
-    lines = (data_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
+def tweets(assets_dir) -> List[str]:
+    lines = (assets_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
     return lines[:90]
-
-
-def twner(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spacy_twner", *args], capture_output=True, text=True)
 
 
 def read_jsonl(path: Path) -> List[dict]:
@@ -47,12 +43,19 @@ def test_unreadable_lines_are_named_by_file_and_line():
 
 
 def test_sorted_piping_gives_the_same_docs_in_input_order(nlp, tweets):
-    plain = [doc for doc, _ in nlp.pipe(((t, i) for i, t in enumerate(tweets)), as_tuples=True, batch_size=16)]
-    ordered = list(pipe_by_length(nlp, ((t, i) for i, t in enumerate(tweets)), 40, batch_size=16))
+    """The transformer sorts by length inside nlp.pipe; docs come back in input order."""
+    def run(sort_buffer):
+        set_sort_buffer(nlp, sort_buffer)
+        return list(nlp.pipe(((t, i) for i, t in enumerate(tweets)), as_tuples=True, batch_size=16))
+
+    try:
+        plain, ordered = run(0), run(40)
+    finally:
+        set_sort_buffer(nlp, 1024)
     assert [i for _, i in ordered] == list(range(len(tweets)))
     assert [d.text for d, _ in ordered] == tweets
     assert [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d, _ in ordered] == [
-        [(e.start_char, e.end_char, e.label_) for e in d.ents] for d in plain
+        [(e.start_char, e.end_char, e.label_) for e in d.ents] for d, _ in plain
     ]
 
 
@@ -65,8 +68,11 @@ def test_annotation_streams_instead_of_reading_everything_first(nlp, tweets):
             read.append(i)
             yield tweet.encode("utf-8")
 
-    stream = annotate_records(nlp, read_records(lines(), "x"), Counts(), batch_size=8, sort_buffer=32)
-    first = next(stream)
+    try:
+        stream = annotate_records(nlp, read_records(lines(), "x"), Counts(), batch_size=8, sort_buffer=32)
+        first = next(stream)
+    finally:
+        set_sort_buffer(nlp, 1024)
     assert first["line"] == 1 and len(read) <= 64 < len(tweets) * 20
 
 
@@ -81,9 +87,11 @@ def test_cli_writes_entities_and_embeddings_and_fails_cleanly_on_a_bad_line(mode
     nlp = spacy.load(model_dir)
     for record, doc in zip(records, nlp.pipe(tweets)):
         assert record["entities"] == [
-            {"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char} for e in doc.ents
+            {"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char, "confidence": round(e._.confidence, 4)}
+            for e in doc.ents
         ]
         assert all(record["text"][e["start"] : e["end"]] == e["text"] for e in record["entities"])
+        assert all(0.0 <= e["confidence"] <= 1.0 for e in record["entities"])
         assert len(record["embedding"]) == 384
     assert sum(len(r["entities"]) for r in records) > 0
 
@@ -101,10 +109,10 @@ def test_int8_pipeline_is_saved_with_its_setting_and_reloads_bit_for_bit(model_d
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-    run = twner("quantize", str(model_dir), str(tmp_path / "int8"))
+    run = twner("optimize", str(model_dir), str(tmp_path / "int8"), "--runtime", "torch", "--int8")
     assert run.returncode == 0, run.stderr
     first = spacy.load(tmp_path / "int8")
-    assert first.config["components"]["transformer"]["model"]["quantize"] is True
+    assert first.config["components"]["transformer"]["model"]["runtime"] == {"@misc": "spacy_twner.TorchRuntime.v1", "quantize": True}
     model = first.get_pipe("transformer").model.layers[0].shims[0]._model
     modules = list(model.modules())
     assert not any(type(m) is torch.nn.Linear for m in modules) and sum(isinstance(m, Int8Linear) for m in modules) >= 36
@@ -125,25 +133,24 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
     import numpy as np
     import srsly
 
-    from spacy_twner.safe_loading import OnnxTransformer
+    from spacy_twner.pipeline.onnx_runtime import OnnxTransformer
 
     def outputs(nlp):
         docs = list(nlp.pipe(tweets[:30]))
         return [[(e.start, e.end, e.label_) for e in d.ents] for d in docs], [np.asarray(d._.trf_data.model_output.last_hidden_state) for d in docs]
 
     # float32 in ONNX Runtime: a load-time setting, same entities and states as torch.
-    ort = spacy.load(model_dir, config={"components.transformer.model.runtime": "onnxruntime"})
+    ort = spacy.load(model_dir, config=runtime_config("onnxruntime"))
     assert isinstance(ort.get_pipe("transformer").model.layers[0].shims[0]._model, OnnxTransformer)
     (ents_torch, states_torch), (ents_ort, states_ort) = outputs(spacy.load(model_dir)), outputs(ort)
     assert ents_ort == ents_torch
     assert all(a.shape == b.shape and np.allclose(a, b, atol=1e-4) for a, b in zip(states_ort, states_torch))
 
     # int8: saved as the quantized ONNX graph (no pickle, no torch weights), reloads bit for bit.
-    run = twner("quantize", str(model_dir), str(tmp_path / "ort-int8"), "--runtime", "onnxruntime")
+    run = twner("optimize", str(model_dir), str(tmp_path / "ort-int8"), "--runtime", "onnxruntime", "--int8")
     assert run.returncode == 0, run.stderr
     first = spacy.load(tmp_path / "ort-int8")
-    model_config = first.config["components"]["transformer"]["model"]
-    assert model_config["runtime"] == "onnxruntime" and model_config["quantize"] is True
+    assert first.config["components"]["transformer"]["model"]["runtime"] == {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True}
     model_bytes = srsly.msgpack_loads((tmp_path / "ort-int8" / "transformer" / "model").read_bytes())
     (shim_bytes,) = [shim for node in model_bytes["shims"] for shim in node]
     saved = srsly.msgpack_loads(shim_bytes)
@@ -153,16 +160,16 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
     assert ents1 == ents2 and all(np.array_equal(a, b) for a, b in zip(states1, states2))
     assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(states1, states_torch))
     # `twner annotate --n-process 2`: each worker process makes its own session.
-    # Same batches, same entities (int8 activations are scaled per batch).
+    # Same batches (unsorted, so the workers get consecutive ones), same entities
+    # (int8 activations are scaled per batch).
     (tmp_path / "in.txt").write_text("\n".join(tweets[:30]) + "\n", encoding="utf-8")
     for n_process in ("1", "2"):
         out = tmp_path / f"out{n_process}.jsonl"
-        run = twner("annotate", str(tmp_path / "ort-int8"), str(tmp_path / "in.txt"), str(out), "--batch-size", "8", "--n-process", n_process)
+        run = twner("annotate", str(tmp_path / "ort-int8"), str(tmp_path / "in.txt"), str(out), "--batch-size", "8",
+                    "--sort-buffer", "0", "--n-process", n_process)  # fmt: skip
         assert run.returncode == 0, run.stderr
     assert read_jsonl(tmp_path / "out2.jsonl") == read_jsonl(tmp_path / "out1.jsonl")
     assert sum(len(r["entities"]) for r in read_jsonl(tmp_path / "out1.jsonl")) > 0
-    with pytest.raises(ValueError, match="runtime 'tensorrt'"):
-        spacy.load(model_dir, config={"components.transformer.model.runtime": "tensorrt"})
 
 
 def test_dask_cluster_annotates_files_with_one_pipeline_load_per_worker(model_dir, tweets, tmp_path):

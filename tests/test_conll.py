@@ -8,15 +8,13 @@ import pytest
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from spacy_twner.conll import (
-    DATASET_LABELS,
-    ConllError,
-    docs_to_conll,
-    read_conll,
-    sentences_to_docs,
-)
+from spacy_twner.about import __version__
+from spacy_twner.conll import ConllError, docs_to_conll, read_conll, sentences_to_docs
+from spacy_twner.datasets import DATASETS
 
-from .conftest import WNUT_FILES
+from .conftest import wnut_file
+
+DATASET_LABELS = {name: dataset.labels for name, dataset in DATASETS.items()}
 
 # Documents and entities per file: the dataset papers' and README's counts.
 EXPECTED = {
@@ -34,10 +32,10 @@ def normalise_separators(text: str) -> str:
     return "\n".join("" if not line.strip() else line for line in text.split("\n"))
 
 
-@pytest.mark.parametrize("key", sorted(WNUT_FILES))
-def test_wnut_file_converts_with_expected_counts_and_round_trips(data_dir, key):
-    path = data_dir / WNUT_FILES[key]
-    dataset, _ = key
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_wnut_file_converts_with_expected_counts_and_round_trips(assets_dir, key):
+    dataset, split = key
+    path = wnut_file(assets_dir, dataset, split)
     conll = read_conll(path, labels=DATASET_LABELS[dataset])
     docs = list(sentences_to_docs(Vocab(), conll.sentences))
     n_docs, n_ents = EXPECTED[key]
@@ -51,8 +49,8 @@ def test_wnut_file_converts_with_expected_counts_and_round_trips(data_dir, key):
     assert docs_to_conll(restored) == normalise_separators(text)
 
 
-def test_cli_convert_and_to_conll_round_trip(data_dir, tmp_path):
-    source = data_dir / WNUT_FILES[("wnut17", "dev")]
+def test_cli_convert_and_to_conll_round_trip(assets_dir, tmp_path):
+    source = wnut_file(assets_dir, "wnut17", "dev")
     spacy_file = tmp_path / "dev.spacy"
     conll_file = tmp_path / "dev.conll"
     run = [sys.executable, "-m", "spacy_twner"]
@@ -142,13 +140,17 @@ def test_cli_errors_exit_non_zero_and_leave_no_output(tmp_path):
     assert no_dir.returncode == 1 and "does not exist" in flat(no_dir.stdout)
 
 
-def test_console_script_and_compare_table(tmp_path):
+def test_console_script_version_and_compare_table(tmp_path):
     twner = Path(sys.executable).parent / "twner"
     assert "convert" in subprocess.run([str(twner), "--help"], capture_output=True, text=True, check=True).stdout
+    version = subprocess.run([str(twner), "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.strip() == f"spacy_twner {__version__}"
+    bad_choice = subprocess.run([str(twner), "optimize", "m", "out", "--runtime", "tensorrt"], capture_output=True, text=True)
+    assert bad_choice.returncode == 2 and "tensorrt" in bad_choice.stderr and "onnxruntime" in bad_choice.stderr
     metrics = {"ents_p": 0.5, "ents_r": 0.25, "ents_f": 1 / 3, "speed": 1234.0,
                "ents_per_type": {"person": {"p": 1.0, "r": 0.5, "f": 2 / 3}}}  # fmt: skip
     path = tmp_path / "run-a.json"
     path.write_text(json.dumps(metrics))
     table = subprocess.run([str(twner), "compare", str(path)], capture_output=True, text=True, check=True).stdout
-    assert "| run-a | – | – | 50.0 | 25.0 | **33.3** | – | 1,234 |" in table
+    assert "| run-a | – | – | 50.0 | 25.0 | **33.3** | – | – | 1,234 |" in table
     assert "| run | person |" in table and "| run-a | 66.7 |" in table

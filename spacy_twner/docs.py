@@ -1,0 +1,87 @@
+"""Tables in the docs, generated from the run records under docs/runs/.
+
+A table sits between two markers that name how to make it:
+
+    <!-- table: compare docs/runs/wnut16-trf-train.json docs/runs/wnut16-trf.json -->
+    ...generated Markdown...
+    <!-- end table -->
+
+`twner docs docs/*.md` rewrites every such block from its records, and the
+tests check that none is stale, so a figure in the docs is always the one its
+record holds. Paths (and globs) are relative to the project root.
+"""
+import glob
+import re
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import srsly
+
+BLOCK = re.compile(r"(<!-- table: (?P<spec>[^\n]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.DOTALL)
+
+
+def _records(patterns: Sequence[str], root: Path) -> List[Path]:
+    paths: List[Path] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(str(Path(root) / pattern)))
+        if not found:
+            raise FileNotFoundError(f"no run record matches {pattern!r}")
+        paths += [Path(p) for p in found]
+    return paths
+
+
+def _compare(args: Sequence[str], root: Path) -> str:
+    from .compare import compare_files
+
+    return compare_files(_records(args, root))
+
+
+def _single(render: Callable[[dict], str]) -> Callable[[Sequence[str], Path], str]:
+    def make(args: Sequence[str], root: Path) -> str:
+        (path,) = _records(args, root)
+        return render(srsly.read_json(path))
+
+    return make
+
+
+def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
+    from .compare import serve_markdown, throughput_markdown
+    from .corpus import filter_markdown
+    from .distill import stsb_markdown
+    from .stats import stats_markdown
+
+    return {
+        "compare": _compare,
+        "stsb": _single(stsb_markdown),
+        "stats": _single(stats_markdown),
+        "filter": _single(filter_markdown),
+        "throughput": _single(throughput_markdown),
+        "serve": _single(serve_markdown),
+    }
+
+
+def render(text: str, root: Path = Path(".")) -> str:
+    """The text with every table block regenerated (record paths relative to root)."""
+    generators = _generators()
+
+    def replace(match: "re.Match[str]") -> str:
+        name, *args = match.group("spec").split()
+        if name not in generators:
+            raise ValueError(f"unknown table kind {name!r} (known: {', '.join(generators)})")
+        return f"{match.group(1)}{generators[name](args, root).rstrip()}\n{match.group(4)}"
+
+    return BLOCK.sub(replace, text)
+
+
+def update_tables(paths: Sequence[Path], write: bool = True, root: Path = Path(".")) -> List[Path]:
+    """Regenerate the tables of each file; return the files whose tables changed
+    (with write=False, the files that are stale, left as they are)."""
+    stale = []
+    for path in paths:
+        text = Path(path).read_text(encoding="utf-8")
+        new = render(text, root)
+        if new != text:
+            stale.append(Path(path))
+            if write:
+                Path(path).write_text(new, encoding="utf-8")
+    return stale

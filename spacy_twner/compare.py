@@ -69,7 +69,7 @@ def serve_markdown(results: dict) -> str:
     header = ("server", "clients", "requests", "errors", "requests/s", "share of batch throughput", "p50 ms", "p95 ms", "p99 ms")
     batch = results["batch"]["tweets_per_s"]
     rows = [
-        (name, r["clients"], r["requests"], r["errors"], f"{r['requests_per_s']:,.1f}", f"{100 * r['requests_per_s'] / batch:.0f}%",
+        (name, str(r["clients"]), str(r["requests"]), str(r["errors"]), f"{r['requests_per_s']:,.1f}", f"{100 * r['requests_per_s'] / batch:.0f}%",
          f"{r['latency_ms']['p50']:.0f}", f"{r['latency_ms']['p95']:.0f}", f"{r['latency_ms']['p99']:.0f}")
         for name, r in results["servers"].items()
     ]  # fmt: skip

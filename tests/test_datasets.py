@@ -1,6 +1,9 @@
 """The datasets' one place (spacy_twner/datasets.py) against project.yml, the
 data statistics, and the filter that keeps test text out of training."""
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 import srsly
@@ -105,3 +108,25 @@ def test_stats_count_entities_tags_and_case_per_split(assets_dir, tmp_path):
     assert train["capitalized_share"]["entity_tokens"] == pytest.approx(0.81, abs=0.01)
     assert train["capitalized_share"]["all_tokens"] == pytest.approx(0.19, abs=0.01)
     assert "| person |" in run.stdout and (tmp_path / "data.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_make_all_without_mirror_or_network_fails_fast_naming_both(tmp_path):
+    """A clone with no ../shared/data and no reachable upstream: `make all` stops at
+    the assets with a message that names the mirror and the upstream URLs."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("Makefile", "project.yml", "setup.cfg", "pyproject.toml"):
+        shutil.copy(ROOT / name, clone / name)
+    bin_dir = tmp_path / "bin"  # this venv stands in for the one make would build
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    (bin_dir / ".installed").touch()
+    unreachable = "http://127.0.0.1:9/nowhere"
+    sources = " ".join(f"--vars.{key} {unreachable}" for key in ("wnut16_source", "wnut17_source", "stsb_source", "tweets_source"))
+    run = subprocess.run(["make", "all", f"BIN={bin_dir}", f"VARS={sources}"], cwd=clone, capture_output=True, text=True, timeout=600)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and "No module named" not in output
+    assert "No data mirror at ../shared/data" in output
+    assert "no mirror at ../shared/data" in output and "upstream URLs in project.yml could not be fetched" in output
+    assert not any((clone / "corpus").glob("*")) and not any((clone / "training").glob("*"))  # nothing after the assets ran

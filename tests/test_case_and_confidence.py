@@ -52,7 +52,9 @@ def test_each_wordpiece_gets_its_words_case_and_the_grown_model_starts_where_it_
         by_piece.setdefault(piece, type_id)  # the first time: "APPLE" comes before "#Apple"
     assert pieces[0] == "[CLS]" and types[0] == 0 and types[len(pieces) - 1] == 0
     assert (by_piece["heading"], by_piece["new"], by_piece["apple"], by_piece["my"]) == (CAPITALIZED, CAPITALIZED, UPPER, LOWER)
-    assert by_piece["iphone"] == MIXED and by_piece["lol"] == LOWER
+    assert by_piece["iphone"] == MIXED and by_piece["[UNK]"] == NO_LETTERS
+    # every piece of a word carries the word's class: "@Bieber" -> bi ##eber, "lol" -> lo ##l
+    assert (by_piece["bi"], by_piece["##eber"], by_piece["lo"], by_piece["##l"]) == (CAPITALIZED, CAPITALIZED, LOWER, LOWER)
     other = plain(TEXT)
     assert plain.get_pipe("transformer").model.layers[0].shims[0]._model.config.type_vocab_size == 2
     assert numpy.allclose(doc._.trf_data.model_output.last_hidden_state, other._.trf_data.model_output.last_hidden_state, atol=1e-5)

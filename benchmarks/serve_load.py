@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -25,14 +26,9 @@ import httpx
 import numpy
 import typer
 
+from spacy_twner.corpus import read_texts
+
 app = typer.Typer(add_completion=False)
-
-
-def read_tweets(folder: Path, n: int) -> List[str]:
-    tweets: List[str] = []
-    for path in sorted(Path(folder).glob("*.txt")):
-        tweets += [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    return tweets[:n]
 
 
 def free_port() -> int:
@@ -110,7 +106,7 @@ def main(
     requests: int = typer.Option(3000, "--requests", help="Single-tweet requests per server"),
     output: Path = typer.Option(Path("metrics/serve.json"), "--output", "-o", help="JSON to write"),
 ) -> None:
-    tweets = read_tweets(tweets_dir, requests)
+    tweets = list(islice((t for t in read_texts(tweets_dir) if t.strip()), requests))
     results = {"batch": batch_throughput(model, tweets), "servers": {}}
     for name, batching in (("micro-batched", True), ("naive", False)):
         results["servers"][name] = serve(model, batching, tweets, clients)

@@ -24,10 +24,13 @@ import sys
 import threading
 import time
 from datetime import date
+from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import typer
+
+from spacy_twner.corpus import read_texts
 
 TORCH = {"components.transformer.model.runtime": {"@misc": "spacy_twner.TorchRuntime.v1", "quantize": False},
          "components.transformer.sort_buffer": 0}  # fmt: skip
@@ -42,13 +45,6 @@ OPTIONS: Dict[str, Dict[str, Any]] = {
 BATCH_SIZE = 64
 
 app = typer.Typer(add_completion=False)
-
-
-def read_tweets(folder: Path, n: int) -> List[str]:
-    tweets: List[str] = []
-    for path in sorted(Path(folder).glob("*.txt")):
-        tweets += [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    return tweets[:n]
 
 
 class PeakRSS(threading.Thread):
@@ -110,7 +106,7 @@ def main(
     config: str = typer.Option("{}", hidden=True, help="Config overrides as JSON (used internally)"),
 ) -> None:
     """Measure each option in its own process and print a table."""
-    tweets = read_tweets(tweets_dir, n)
+    tweets = list(islice((t for t in read_texts(tweets_dir) if t.strip()), n))
     if one:
         print(json.dumps(run_option(one, json.loads(config), tweets, test)))
         return

@@ -102,14 +102,13 @@ def distill(
     pairs = parallel_pairs(data_dir, languages)
     if max_pairs:
         pairs = pairs[:max_pairs]
+    english = sorted({en for en, _ in pairs})
     if student_name == STATIC:
-        english = sorted({en for en, _ in pairs})
         student = static_student([text for pair in pairs for text in pair], teacher, vocab_size, init=init, english=english)
     else:
         student = SentenceTransformer(resolve_backbone(student_name), trust_remote_code=False)
         # Every batch pads to its longest sentence: a cap keeps a stray long one cheap.
         student.max_seq_length = min(student.max_seq_length or max_seq_length, max_seq_length)
-    english = sorted({en for en, _ in pairs})
     start = time.perf_counter()
     texts, labels = training_targets(pairs, teacher, targets, extra_english, batch_size)
     dataset = Dataset.from_dict({"text": texts, "label": labels})

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # A local mirror of the raw data (../shared/data/README.md) where there is one;
 # without it the files come from upstream (`make all MIRROR=` forces that).
 MIRROR ?= $(if $(wildcard ../shared/data/wnut16/train),../shared/data,)
+# absolute: tests hand it to projects in temporary directories
+MIRROR := $(if $(MIRROR),$(abspath $(MIRROR)),)
 # Extra project variables, e.g. VARS="--vars.config cnn"
 VARS ?=
 # The embedded backbone needs no network; set 0 to let a Hugging Face name download.

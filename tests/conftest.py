@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # TWNER_DATA overrides it, and an empty TWNER_DATA means: fetch from upstream.
 DEFAULT_MIRROR = ROOT.parent / "shared" / "data"
 MIRROR = os.environ.get("TWNER_DATA", str(DEFAULT_MIRROR) if DEFAULT_MIRROR.is_dir() else "")
+# Resolved here: the tests run projects in temporary directories, where a
+# relative path would point nowhere.
+MIRROR = str(Path(MIRROR).resolve()) if MIRROR else ""
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 

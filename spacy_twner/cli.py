@@ -252,12 +252,13 @@ def calibrate(
     model: str = typer.Argument(..., help="Pipeline with a twner_ner component"),
     data_path: Path = typer.Argument(..., help="Dev DocBin (.spacy): calibration is model selection, never on test", exists=True, dir_okay=False),
     output_path: Path = OUTPUT_JSON,
+    apply_to: Optional[Path] = typer.Option(None, "--apply", help="Also save the pipeline here with the chosen temperature", file_okay=False),
 ) -> None:
     """Choose twner_ner's confidence_temperature on dev: the lowest Brier score
     of entity confidence vs correctness, with each temperature's ECE."""
     import srsly
 
-    from .evaluation import fit_temperature
+    from .evaluation import fit_temperature, save_with_temperature
     from .files import write_atomic
 
     result = fit_temperature(model, data_path)
@@ -265,7 +266,12 @@ def calibrate(
     msg.table([(r["temperature"], f"{100 * r['ece']:.1f}", f"{r['brier']:.4f}", f"{r['mean_confidence']:.3f}", f"{r['accuracy']:.3f}")
                for r in result["table"]], header=("temperature", "ECE x100", "Brier", "mean confidence", "share correct"),
               aligns=("r", "r", "r", "r", "r"))  # fmt: skip
-    msg.good(f"Best temperature {result['best_temperature']}: set [components.ner] confidence_temperature; wrote {output_path}")
+    best = result["best_temperature"]
+    if apply_to:
+        save_with_temperature(model, result["component"], best, apply_to)
+        msg.good(f"Best temperature {best}: saved the pipeline with it to {apply_to}; wrote {output_path}")
+    else:
+        msg.good(f"Best temperature {best}: set [components.{result['component']}] confidence_temperature (or use --apply); wrote {output_path}")
 
 
 @app.command()

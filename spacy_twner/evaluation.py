@@ -363,4 +363,13 @@ def fit_temperature(model: str, data_path: Path, temperatures=TEMPERATURES) -> d
         table.append({"temperature": temperature, "ece": result["ece"], "brier": result["brier"],
                       "mean_confidence": result["mean_confidence"], "accuracy": result["accuracy"]})  # fmt: skip
     best = min(table, key=lambda row: row["brier"])
-    return {"model": str(model), "data": str(data_path), "best_temperature": best["temperature"], "table": table}
+    return {"model": str(model), "data": str(data_path), "component": ner.name, "best_temperature": best["temperature"], "table": table}
+
+
+def save_with_temperature(model: str, component: str, temperature: float, output_dir: Path) -> None:
+    """The pipeline saved again with its NER's confidence_temperature set: through
+    the config, so the new value is validated, checksummed and what
+    spacy.load gives back (a hand edit of config.cfg fails the checksums)."""
+    import spacy
+
+    spacy.load(model, config={f"components.{component}.confidence_temperature": temperature}).to_disk(output_dir)

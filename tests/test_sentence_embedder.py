@@ -234,6 +234,7 @@ def test_cli_choices_are_the_distillation_options():
 
     assert tuple(m.value for m in cli.Init) == distill.INITS
     assert tuple(m.value for m in cli.Targets) == distill.TARGETS
+    assert tuple(m.value for m in cli.Loss) == distill.LOSSES
 
 
 def test_distillation_pulls_translations_toward_the_teacher(assets_dir, tmp_path):
@@ -258,6 +259,41 @@ def test_distillation_pulls_translations_toward_the_teacher(assets_dir, tmp_path
     scores = evaluate_stsb(str(tmp_path / "student"), stsb, languages=["it"])
     assert set(scores) == {"en", "it", "en-it", "sentences_per_s"}
     assert all(-100 <= scores[k] <= 100 for k in ("en", "it", "en-it")) and scores["sentences_per_s"] > 0
+
+
+def test_use_m_as_teacher_on_its_principal_directions_with_the_ranking_loss(assets_dir, tmp_path):
+    """A short real distillation from USE-m, taught in 64 of its 512 dimensions,
+    MSE alternating with in-batch ranking: Italian moves toward USE-m(English)."""
+    from sentence_transformers import SentenceTransformer
+
+    from spacy_twner.distill import STATIC, USE_M, Projected, UseM, distill, static_student
+
+    stsb = assets_dir / "stsb-multi-mt"
+    pairs = parallel_pairs(stsb, ["it"])[:640]
+    english = sorted({en for en, _ in pairs})
+    teacher = Projected(UseM(), english, 64)
+    assert teacher.basis.shape == (512, 64)
+    assert numpy.allclose(teacher.basis.T @ teacher.basis, numpy.eye(64), atol=1e-4)  # orthonormal directions
+    vectors = teacher.encode(english[:50])
+    assert vectors.shape == (50, 64) and numpy.allclose(numpy.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="dims 600"):
+        Projected(UseM(), english, 600)
+    with pytest.raises(ValueError, match="init and targets are the teacher's own"):
+        distill(USE_M, STATIC, stsb, tmp_path / "x", languages=["it"], init="use-m")
+    with pytest.raises(ValueError, match="loss 'l1'"):
+        distill(MODEL, STATIC, stsb, tmp_path / "x", languages=["it"], loss="l1")
+
+    distill(USE_M, STATIC, stsb, tmp_path / "student", languages=["it"], max_pairs=640, epochs=2, batch_size=32,
+            learning_rate=0.05, vocab_size=3000, dims=64, loss="mse+ranking")  # fmt: skip
+    start = static_student([t for pair in pairs for t in pair], teacher, vocab_size=3000)
+    student = SentenceTransformer(str(tmp_path / "student"))
+    target = teacher.encode([en for en, _ in pairs[:200]])
+
+    def agreement(model):
+        return float((model.encode([xx for _, xx in pairs[:200]], normalize_embeddings=True) * target).sum(axis=1).mean())
+
+    assert student.encode(["ciao"]).shape == (1, 64)
+    assert agreement(student) > agreement(start) + 0.05
 
 
 def test_static_student_starts_from_the_teachers_subword_embeddings(assets_dir):

@@ -105,6 +105,7 @@ def test_entities_embeddings_rendering_and_schema(client, nlp):
     assert "texts" in json.dumps(schema["paths"]["/v1/ents"]["post"]["requestBody"])
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["pipeline"] == ["transformer", "ner", "sentence_embedder"]
+    assert health["requests"]["received"] >= 2 and health["requests"]["in_flight"] == 0
 
 
 def test_similarity_across_languages(client, nlp):
@@ -217,15 +218,23 @@ def test_load_32_clients_3000_single_tweet_requests_without_an_error(server, ass
 
 
 def test_requests_in_flight_finish_on_sigterm(model_dir):
-    server = Server(model_dir)
+    # requests wait up to 2 s to be batched together: still in flight at SIGTERM
+    server = Server(model_dir, "--max-wait-ms", "2000")
+    texts = TWEETS * 2
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(httpx.post, f"{server.url}/v1/ents", json={"texts": TWEETS * 2}, timeout=120) for _ in range(8)]
-        time.sleep(0.3)  # the requests are in
+        futures = [pool.submit(httpx.post, f"{server.url}/v1/ents", json={"texts": texts}, timeout=120) for _ in range(8)]
+        # SIGTERM once the server holds all 8 (not after a guessed sleep: on a
+        # loaded machine the clients may not have connected yet)
+        deadline = time.monotonic() + 60
+        while (requests := httpx.get(f"{server.url}/healthz", timeout=10).json()["requests"])["received"] < 8:
+            assert time.monotonic() < deadline, f"the 8 requests did not reach the server in 60 s: {requests}"
+            time.sleep(0.01)
         code = server.stop()
         answers = [f.result() for f in futures]
+    assert requests["in_flight"] > 0  # some were still being answered at SIGTERM
     assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in server.final_output, server.final_output[-2000:]
     assert [a.status_code for a in answers] == [200] * 8
-    assert all(len(a.json()["results"]) == 6 for a in answers)
+    assert all(len(a.json()["results"]) == len(texts) for a in answers)
 
 
 def test_demo_page_in_a_real_browser(server, nlp, tmp_path):

@@ -12,10 +12,10 @@ names the field and the problem, {"error": {"status", "field", "message"}}.
 """
 import json
 import os
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -180,6 +180,19 @@ def create_app(settings: Optional[ServeSettings] = None) -> FastAPI:
         if settings.batching:
             await state["batcher"].stop()  # answers what is queued first
 
+    requests = {"received": 0, "in_flight": 0}
+
+    @contextmanager
+    def counted() -> Iterator[None]:
+        """Requests received and in flight, for /healthz: what a drain or a load
+        balancer watches before it stops a server."""
+        requests["received"] += 1
+        requests["in_flight"] += 1
+        try:
+            yield
+        finally:
+            requests["in_flight"] -= 1
+
     app = FastAPI(title="en_twner", description="Named entities in tweets, with confidences, and multilingual similarity.",
                   lifespan=lifespan)  # fmt: skip
 
@@ -223,31 +236,33 @@ def create_app(settings: Optional[ServeSettings] = None) -> FastAPI:
               openapi_extra={"requestBody": {"content": {"application/json": {"schema": EntsRequest.model_json_schema()}}, "required": True}})  # fmt: skip
     async def ents(request: Request) -> Dict[str, Any]:
         """Entities of each text, in input order."""
-        query = await read_json(request, EntsRequest)
-        check_texts(query.texts, settings)
-        options = {"embeddings": query.embeddings, "render": query.render}
-        if settings.batching:
-            results = await state["batcher"].submit(query.texts, options)
-        else:
-            results = await anyio.to_thread.run_sync(state["pipeline"].annotate, query.texts, [options] * len(query.texts))
-        return {"results": results}
+        with counted():
+            query = await read_json(request, EntsRequest)
+            check_texts(query.texts, settings)
+            options = {"embeddings": query.embeddings, "render": query.render}
+            if settings.batching:
+                results = await state["batcher"].submit(query.texts, options)
+            else:
+                results = await anyio.to_thread.run_sync(state["pipeline"].annotate, query.texts, [options] * len(query.texts))
+            return {"results": results}
 
     @app.post("/v1/similarity", response_model=SimilarityResponse,
               openapi_extra={"requestBody": {"content": {"application/json": {"schema": SimilarityRequest.model_json_schema()}}, "required": True}})  # fmt: skip
     async def similarity(request: Request) -> Dict[str, float]:
         """Cosine of the two texts' sentence embeddings (multilingual)."""
-        query = await read_json(request, SimilarityRequest)
-        for field, text in (("a", query.a), ("b", query.b)):
-            check_text(text, settings, field)
-        if state["pipeline"].embedder is None:
-            raise ServiceError(422, "model", "this pipeline has no sentence_embedder")
-        return {"cosine": await anyio.to_thread.run_sync(state["pipeline"].similarity, query.a, query.b)}
+        with counted():
+            query = await read_json(request, SimilarityRequest)
+            for field, text in (("a", query.a), ("b", query.b)):
+                check_text(text, settings, field)
+            if state["pipeline"].embedder is None:
+                raise ServiceError(422, "model", "this pipeline has no sentence_embedder")
+            return {"cosine": await anyio.to_thread.run_sync(state["pipeline"].similarity, query.a, query.b)}
 
     @app.get("/healthz")
     async def healthz() -> Dict[str, Any]:
         nlp = state["pipeline"].nlp
         return {"status": "ok", "model": f"{nlp.meta['lang']}_{nlp.meta['name']}", "version": nlp.meta["version"],
-                "pipeline": nlp.pipe_names, "settings": asdict(settings)}  # fmt: skip
+                "pipeline": nlp.pipe_names, "settings": asdict(settings), "requests": dict(requests)}  # fmt: skip
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

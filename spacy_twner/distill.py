@@ -234,7 +234,7 @@ class Projected:
         import numpy
 
         vectors = numpy.asarray(self.encoder.encode(list(texts), batch_size=batch_size), dtype="float32") @ self.basis
-        return vectors / numpy.maximum(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+        return unit_rows(vectors)
 
 
 class UseM:
@@ -253,6 +253,13 @@ class UseM:
         return numpy.concatenate(chunks).astype("float32") if chunks else numpy.zeros((0, 512), dtype="float32")
 
 
+def unit_rows(vectors, floor: float = 1e-9):
+    """Each row scaled to unit length; an all-zero row (floor) stays zero instead of NaN."""
+    import numpy
+
+    return vectors / numpy.maximum(numpy.linalg.norm(vectors, axis=1, keepdims=True), floor)
+
+
 def mapped_use_vectors(texts: Sequence[str], english: Sequence[str], teacher):
     """USE-m's embeddings of the texts in the teacher's space, unit length: the
     linear map is the least squares fit of USE-m(English) to teacher(English)."""
@@ -265,7 +272,7 @@ def mapped_use_vectors(texts: Sequence[str], english: Sequence[str], teacher):
     target = teacher.encode(list(english), batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
     mapping, *_ = numpy.linalg.lstsq(source, target, rcond=None)
     mapped = use.encode(texts) @ mapping
-    return (mapped / numpy.maximum(numpy.linalg.norm(mapped, axis=1, keepdims=True), 1e-9)).astype("float32")
+    return unit_rows(mapped).astype("float32")
 
 
 def load_encoder(name: str):
@@ -294,7 +301,7 @@ def evaluate_stsb(
     for lang, rows in texts.items():
         for col in (0, 1):
             v = numpy.asarray(model.encode([r[col] for r in rows], batch_size=64), dtype="float64")
-            vectors[lang, col] = v / numpy.maximum(numpy.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            vectors[lang, col] = unit_rows(v, floor=1e-12)
     pairs = {"en": ("en", "en"), **{lang: (lang, lang) for lang in languages}, **{f"en-{lang}": ("en", lang) for lang in languages}}
     results: Dict[str, float] = {}
     for name, (first, second) in pairs.items():

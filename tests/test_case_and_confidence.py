@@ -1,5 +1,6 @@
 """Case as token types inside the transformer, the tweet-adapted backbone, and
-the entity confidences with their calibration."""
+the entity confidences with their calibration, and the averaged weights that
+spaCy scores and saves with `use_averages = true`."""
 import json
 
 import numpy
@@ -138,3 +139,33 @@ def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(pr
     assert chosen["accuracy"] == pytest.approx(own["accuracy"]) and chosen["entities"] == own["entities"]
     best = next(row for row in table if row["temperature"] == result["best_temperature"])
     assert chosen["mean_confidence"] == pytest.approx(best["mean_confidence"])
+
+
+def test_averaged_weights_reach_the_transformer_when_spacy_evaluates_and_saves(project, tmp_path):
+    """`use_averages = true`: inside nlp.use_params(optimizer.averages), which
+    spaCy enters to score dev and to write model-best/model-last, the
+    transformer runs on the averaged weights, not only the NER head; after it,
+    the raw weights are back, bit for bit."""
+    from spacy.tokens import DocBin
+    from thinc.api import Adam
+
+    nlp = build(True)
+    gold = list(DocBin().from_disk(project / "corpus" / "wnut17-dev.spacy").get_docs(nlp.vocab))[:16]
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold]
+    optimizer = Adam(0.001, use_averages=True)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    params = dict(shim._model.named_parameters())
+    raw = {name: p.detach().clone() for name, p in params.items()}
+    averaged = {n: optimizer.averages[(shim.id, n)].reshape(p.shape) for n, p in params.items() if (shim.id, n) in optimizer.averages}
+    assert set(params) - set(averaged) == {n for n in params if n.startswith("pooler.")}  # the pooler gets no gradient
+    raw_output = nlp(TEXT)._.trf_data.model_output.last_hidden_state
+    with nlp.use_params(optimizer.averages):
+        assert all(numpy.array_equal(params[name].detach().numpy(), average) for name, average in averaged.items())
+        assert max(float(abs(raw[name].numpy() - average).max()) for name, average in averaged.items()) > 1e-3
+        assert not numpy.allclose(nlp(TEXT)._.trf_data.model_output.last_hidden_state, raw_output, atol=1e-4)
+        nlp.to_disk(tmp_path / "averaged")
+    assert all(p.detach().equal(raw[name]) for name, p in params.items())
+    saved = dict(spacy.load(tmp_path / "averaged").get_pipe("transformer").model.layers[0].shims[0]._model.named_parameters())
+    assert all(numpy.array_equal(saved[name].detach().numpy(), average) for name, average in averaged.items())

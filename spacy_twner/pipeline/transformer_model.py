@@ -16,6 +16,7 @@ token types computed from the text.
 Ships inside en_twner (`spacy package --code`): it imports nothing from
 spacy_twner nor from the other files of this folder; the config ties them.
 """
+import contextlib
 import copy
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -158,6 +159,29 @@ class RuntimeHFShim(HFShim):
     def __init__(self, hf_model: HFObjects, runtime: Any, **kwargs: Any) -> None:
         super().__init__(hf_model, **kwargs)
         self.runtime = runtime
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict[Any, Any]):
+        """Swap in the optimizer's averaged weights (`use_averages = true`).
+
+        thinc's PyTorchShim looks them up under "pytorch_<id>_<name>" while its
+        finish_update stores them under (id, name), so without this spaCy
+        evaluates and saves averaged heads on top of the raw transformer."""
+        import torch
+
+        from thinc.api import xp2torch
+
+        swaps = [(p, params[(self.id, n)]) for n, p in self._model.named_parameters() if (self.id, n) in params]
+        backup = [p.detach().clone() for p, _ in swaps]
+        with torch.no_grad():
+            for p, averaged in swaps:
+                p.copy_(xp2torch(averaged, device=p.device).reshape(p.shape))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (p, _), saved in zip(swaps, backup):
+                    p.copy_(saved)
 
     def to_bytes(self) -> bytes:
         hf_model = self._hfmodel

@@ -30,7 +30,7 @@ from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel as HFTransformerModel
 from spacy_transformers.layers.transformer_model import huggingface_from_pretrained, huggingface_tokenize
 from spacy_transformers.truncate import truncate_oversize_splits
-from thinc.api import Model
+from thinc.api import Model, xp2torch
 
 
 class WeightsFormatError(ValueError):
@@ -168,8 +168,6 @@ class RuntimeHFShim(HFShim):
         finish_update stores them under (id, name), so without this spaCy
         evaluates and saves averaged heads on top of the raw transformer."""
         import torch
-
-        from thinc.api import xp2torch
 
         swaps = [(p, params[(self.id, n)]) for n, p in self._model.named_parameters() if (self.id, n) in params]
         backup = [p.detach().clone() for p, _ in swaps]

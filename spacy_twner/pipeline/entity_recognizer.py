@@ -13,12 +13,13 @@ Ships inside en_twner: imports nothing from spacy_twner.
 """
 from typing import Callable, List, Optional
 
-import catalogue
 from spacy.language import Language
 from spacy.pipeline.ner import DEFAULT_NER_MODEL, EntityRecognizer
 from spacy.pipeline._parser_internals import _beam_utils
 from spacy.tokens import Doc, Span
 from thinc.api import Model
+
+from .registration import register_factory
 
 FACTORY = "twner_ner"
 ATTR = "confidence"
@@ -87,19 +88,18 @@ def make_scored_ner(
     )  # fmt: skip
 
 
-# Registered once (spacy_twner's entry point and en_twner's copy may both be imported).
-if not catalogue.check_exists("spacy", "factories", FACTORY):
-    Language.factory(
-        FACTORY,
-        assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"span._.{ATTR}"],
-        default_config={
-            "moves": None,
-            "update_with_oracle_cut_size": 100,
-            "model": DEFAULT_NER_MODEL,
-            "incorrect_spans_key": None,
-            "scorer": {"@scorers": "spacy.ner_scorer.v1"},
-            "confidence_beam_width": 16,
-            "confidence_temperature": 1.0,
-        },
-        default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-    )(make_scored_ner)
+register_factory(
+    FACTORY,
+    make_scored_ner,
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"span._.{ATTR}"],
+    default_config={
+        "moves": None,
+        "update_with_oracle_cut_size": 100,
+        "model": DEFAULT_NER_MODEL,
+        "incorrect_spans_key": None,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "confidence_beam_width": 16,
+        "confidence_temperature": 1.0,
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)

@@ -12,12 +12,13 @@ Ships inside en_twner: imports nothing from spacy_twner.
 """
 from typing import Callable, Iterable, Iterator, List
 
-import catalogue
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 from spacy_transformers.pipeline_component import DEFAULT_CONFIG, Transformer, install_extensions
 from thinc.api import Model
+
+from .registration import register_factory
 
 FACTORY = "twner_transformer"
 
@@ -61,12 +62,9 @@ def make_sorting_transformer(
     )
 
 
-# Registered once: spacy_twner's entry point and en_twner's copy of this file
-# may both be imported in one process, and spaCy refuses a second,
-# different-file registration of the same factory name.
-if not catalogue.check_exists("spacy", "factories", FACTORY):
-    Language.factory(
-        FACTORY,
-        assigns=["doc._.trf_data"],
-        default_config={**DEFAULT_CONFIG["transformer"], "sort_buffer": 1024},
-    )(make_sorting_transformer)
+register_factory(
+    FACTORY,
+    make_sorting_transformer,
+    assigns=["doc._.trf_data"],
+    default_config={**DEFAULT_CONFIG["transformer"], "sort_buffer": 1024},
+)

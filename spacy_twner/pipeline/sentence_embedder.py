@@ -16,13 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
-import catalogue
 import numpy
 import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span
 from spacy.util import ensure_path, minibatch
+
+from .registration import register_factory
 
 FACTORY = "twner_sentence_embedder"
 SPAN_KINDS = ("doc", "sents", "ents")
@@ -194,18 +195,15 @@ def make_sentence_embedder(
     )
 
 
-# Registered once: spacy_twner's entry point and en_twner's copy of this file
-# may both be imported in one process, and spaCy refuses a second,
-# different-file registration of the same factory name.
-if not catalogue.check_exists("spacy", "factories", FACTORY):
-    Language.factory(
-        FACTORY,
-        default_config={
-            "model": "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
-            "batch_size": 64,
-            "normalize": True,
-            "device": None,
-            "spans": ["doc", "ents"],
-        },
-        assigns=["doc._.embedding", "span._.embedding"],
-    )(make_sentence_embedder)
+register_factory(
+    FACTORY,
+    make_sentence_embedder,
+    default_config={
+        "model": "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        "batch_size": 64,
+        "normalize": True,
+        "device": None,
+        "spans": ["doc", "ents"],
+    },
+    assigns=["doc._.embedding", "span._.embedding"],
+)

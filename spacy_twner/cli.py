@@ -385,7 +385,7 @@ def annotate(
 def annotate_files(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory, as the workers see it"),
     input_paths: List[Path] = typer.Argument(..., help="Files of tweets (one per line, or JSONL)", exists=True, dir_okay=False),
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where <name>.jsonl goes for each input", exists=True, file_okay=False),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where <name>.jsonl goes for each input (made if missing)", file_okay=False),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster"),
     workers: int = typer.Option(2, "--workers", help="Local cluster only: worker processes"),
     torch_threads: int = typer.Option(1, "--torch-threads", help="torch threads per worker (workers x threads = cores)"),
@@ -399,6 +399,7 @@ def annotate_files(
     """Annotate many files on a Dask cluster, one task per file, the pipeline loaded once per worker."""
     from .distributed import annotate_on_cluster
 
+    output_dir.mkdir(parents=True, exist_ok=True)
     results = annotate_on_cluster(
         model, input_paths, output_dir, scheduler=scheduler, workers=workers, torch_threads=torch_threads,
         on_start=lambda link: msg.info(f"Dask dashboard: {link}"),

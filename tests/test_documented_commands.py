@@ -1,0 +1,245 @@
+"""The product as a user has it: spacy_twner and the packaged pipelines installed
+side by side in one fresh venv, and every command the docs show run there.
+
+`user_venv` installs torch, then spacy_twner from this checkout (`pip install
+".[distributed]"`, not editable), then the en_twner and en_twner_int8 wheels
+that the `project` fixture built with the real workflow (a WNUT17 slice).
+
+Every fenced block of README.md and docs/*.md in a language a user runs
+(bash, sh, console, python) is a test, run in that venv by package name
+from a scratch folder holding the inputs the blocks name (tweets.txt, ...).
+A block that cannot run here says so on the line above its fence,
+
+    <!-- doc-test: skip: the reason -->
+
+and is reported as skipped with that reason. A bash block runs command by
+command; `twner serve ...` is started, sent one request, stopped with SIGTERM.
+"""
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import List, NamedTuple
+
+import pytest
+
+from .conftest import ROOT, wnut_file
+
+RUNNABLE = {"bash", "sh", "shell", "console", "python"}
+SKIP = re.compile(r"<!--\s*doc-test:\s*skip:\s*(?P<reason>.+?)\s*-->")
+FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
+TWEETS = [
+    "Heading to New York with Justin Bieber tomorrow #excited",
+    "Apple announced the new iPhone at the event in California",
+    "lol my mom just texted me from London",
+    "watching the Lakers game at Staples Center with @mike",
+]
+
+
+class Block(NamedTuple):
+    path: Path
+    line: int
+    lang: str
+    code: str
+    skip: str  # the reason, or ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def documented_blocks() -> List[Block]:
+    blocks = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        i = 0
+        while i < len(lines):
+            fence = FENCE.match(lines[i])
+            if not fence:
+                i += 1
+                continue
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+            skip = SKIP.search(lines[i - 1]) if i else None
+            if fence["lang"] in RUNNABLE:
+                code = "\n".join(lines[i + 1 : end]) + "\n"
+                blocks.append(Block(path, i + 1, fence["lang"], code, skip["reason"] if skip else ""))
+            i = end + 1
+    return blocks
+
+
+BLOCKS = documented_blocks()
+
+
+def commands(code: str) -> List[str]:
+    """A shell block's commands: continuation lines joined, comments and blank lines dropped."""
+    joined = re.sub(r"\\\n\s*", " ", code)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_the_docs_have_runnable_blocks_and_every_skip_gives_a_reason():
+    assert sum(not b.skip for b in BLOCKS) >= 4, [b.id for b in BLOCKS]
+    assert all(len(b.skip) > 10 for b in BLOCKS if b.skip)
+    shown = "\n".join(b.code for b in BLOCKS if not b.skip)
+    for promise in ("twner annotate en_twner", "twner serve en_twner", "twner evaluate en_twner", 'spacy.load("en_twner")'):
+        assert promise in shown, f"no runnable documented block shows {promise!r}"
+
+
+# --- the user's environment ---------------------------------------------------
+
+
+def wheel(project: Path, package: str) -> Path:
+    (found,) = (project / "packages").glob(f"{package}-*/dist/{package}-*.whl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def user_venv(tmp_path_factory, project) -> Path:
+    venv = tmp_path_factory.mktemp("user") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # torch first and pinned: the CPU build on this disk (unpinned, pip takes a CUDA build)
+    subprocess.run(pip + ["torch==2.13.0"], check=True)
+    subprocess.run(pip + [f"{ROOT}[distributed]"], check=True)
+    subprocess.run(pip + [str(wheel(project, "en_twner")), str(wheel(project, "en_twner_int8"))], check=True)
+    return venv
+
+
+def user_env(venv: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(venv), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory, assets_dir) -> Path:
+    """A user's folder with the inputs the documented commands name."""
+    work = tmp_path_factory.mktemp("user-work")
+    (work / "tweets.txt").write_text("\n".join(TWEETS) + "\n", encoding="utf-8")
+    (work / "one.txt").write_text(TWEETS[0] + "\n", encoding="utf-8")
+    (work / "tweets.jsonl").write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(TWEETS)), encoding="utf-8")
+    (work / "data").mkdir()
+    for name, part in (("a", TWEETS[:2]), ("b", TWEETS[2:])):
+        (work / "data" / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
+    # 30 labelled tweets in WNUT CoNLL: the first of WNUT16 dev
+    tweets = wnut_file(assets_dir, "wnut16", "dev").read_text(encoding="utf-8").split("\n\n")[:30]
+    (work / "my-tweets.conll").write_text("\n\n".join(tweets) + "\n\n", encoding="utf-8")
+    return work
+
+
+def run_command(command: str, cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def http(url: str, body=None) -> dict:
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def serve_once(command: str, cwd: Path, env: dict) -> None:
+    """Start the documented server, wait for /healthz, send one request, SIGTERM."""
+    args = shlex.split(command)
+    port = int(args[args.index("--port") + 1]) if "--port" in args else 8000
+    url = f"http://127.0.0.1:{port}"
+    log = cwd / f"serve-{port}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, f"{command}: exited\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{command}: not up in 300 s"
+            try:
+                health = http(f"{url}/healthz")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(1)
+        reply = http(f"{url}/v1/ents", {"texts": [TWEETS[0]]})
+        assert health["model"] == "en_twner" and len(reply["results"]) == 1 and "entities" in reply["results"][0]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=120)
+    assert code in (0, -signal.SIGTERM), f"{command}: exit status {code}\n{log.read_text()[-3000:]}"
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+def test_documented_block_runs_as_a_user_runs_it(block, user_venv, workdir):
+    if block.skip:
+        pytest.skip(block.skip)
+    env = user_env(user_venv)
+    if block.lang == "python":
+        out = subprocess.run([str(user_venv / "bin" / "python"), "-c", block.code], cwd=workdir, env=env,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-4000:]
+        return
+    for command in commands(block.code):
+        if command.startswith("twner serve"):
+            serve_once(command, workdir, env)
+            continue
+        out = run_command(command, workdir, env)
+        assert out.returncode == 0, f"{command}\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+
+
+# --- the promises of the user-path issue, by package name, with assertions ---
+
+BOTH_IN_ONE_PROCESS = """
+import json, sys, warnings
+# one build's copies of the pipeline code are the same component: no warning either
+warnings.filterwarnings("error", message=".*different versions of one component.*")
+import spacy
+import spacy_twner.cli  # the plugin imported too, as `twner` does
+names = sys.argv[1].split(",")
+nlps = [spacy.load(name) for name in names]
+texts = json.loads(sys.argv[2])
+out = {}
+for name, nlp in zip(names, nlps):
+    docs = list(nlp.pipe(texts))
+    out[name] = {"pipe_names": nlp.pipe_names, "version": nlp.meta["version"],
+                 "runtime": nlp.get_pipe("transformer").model.attrs["runtime"].quantize,
+                 "ents": [[[e.start_char, e.end_char, e.label_] for e in d.ents] for d in docs],
+                 "similarity": docs[0].similarity(docs[1])}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("order", ["en_twner,en_twner_int8", "en_twner_int8,en_twner"])
+def test_both_packages_load_in_one_process_next_to_spacy_twner(user_venv, workdir, run_dir, order):
+    import spacy
+
+    out = subprocess.run([str(user_venv / "bin" / "python"), "-c", BOTH_IN_ONE_PROCESS, order, json.dumps(TWEETS)],
+                         cwd=workdir, env=user_env(user_venv), capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["en_twner"]["runtime"] is False and loaded["en_twner_int8"]["runtime"] is True
+    for result in loaded.values():
+        assert result["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
+        assert -1.0 <= result["similarity"] <= 1.0
+    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-ort").pipe(TWEETS)]
+    assert loaded["en_twner"]["ents"] == expected
+
+
+def test_annotate_and_evaluate_by_package_name_give_the_packages_entities(user_venv, workdir, run_dir, tmp_path):
+    import spacy
+
+    env = user_env(user_venv)
+    out = run_command(f"twner annotate en_twner tweets.txt {tmp_path / 'out.jsonl'}", workdir, env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-ort").pipe(TWEETS)]
+    assert [[[e["start"], e["end"], e["label"]] for e in r["entities"]] for r in records] == expected
+
+    convert = run_command(f"twner convert my-tweets.conll {tmp_path / 'my.spacy'}", workdir, env)
+    assert convert.returncode == 0, convert.stderr[-2000:]
+    scored = run_command(f"twner evaluate en_twner_int8 {tmp_path / 'my.spacy'} --output {tmp_path / 'scores.json'} --speed-passes 0", workdir, env)
+    assert scored.returncode == 0, scored.stderr[-4000:]
+    metrics = json.loads((tmp_path / "scores.json").read_text())
+    assert metrics["model"] == "en_twner_int8" and 0.0 <= metrics["ents_f"] <= 1.0

@@ -355,10 +355,9 @@ def fit_temperature(model: str, data_path: Path, temperatures=TEMPERATURES) -> d
         for doc in docs:
             doc.set_ents([], default="missing")
         beams = ner.temperature_beam_parse(docs)
-        for doc, ents, scores in zip(docs, entities, ner.scored_ents(beams)):
+        for doc, ents in zip(docs, entities):
             doc.set_ents(ents, default="outside")
-            for ent in doc.ents:
-                ent._.set("confidence", min(1.0, float(scores.get((ent.start, ent.end, ent.label_), 0.0))))
+        ner.set_confidences(docs, beams)
         result = calibration(examples)
         table.append({"temperature": temperature, "ece": result["ece"], "brier": result["brier"],
                       "mean_confidence": result["mean_confidence"], "accuracy": result["accuracy"]})  # fmt: skip

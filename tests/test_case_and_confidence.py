@@ -95,6 +95,29 @@ def test_confidences_score_the_greedy_entities_without_changing_them(model_dir, 
         spacy.load(model_dir, config={"components.ner.confidence_temperature": 0.0})
 
 
+def test_the_beam_runs_only_for_docs_with_entities_and_confidences_stay_those_of_a_beam_over_all(model_dir, assets_dir):
+    """Skipping the beam for docs without entities changes no confidence: each
+    doc's beam is its own, as a beam over every doc of the batch shows."""
+    texts = (assets_dir / "tweets-unlabeled" / "ile.10000.txt").read_text(encoding="utf-8").splitlines()[:200]
+    nlp = spacy.load(model_dir, exclude=["sentence_embedder"])
+    ner = nlp.get_pipe("ner")
+    beamed = []
+    beam_parse = ner.temperature_beam_parse
+    ner.temperature_beam_parse = lambda docs: beamed.extend(d.text for d in docs) or beam_parse(docs)
+    docs = list(nlp.pipe(texts, batch_size=64))
+    del ner.temperature_beam_parse
+    with_ents = [d.text for d in docs if d.ents]
+    assert 0 < len(with_ents) < len(docs) and beamed == with_ents
+
+    every = list(nlp.pipe(texts, batch_size=64, disable=["ner"]))  # transformer output, no entities yet
+    beams = ner.temperature_beam_parse(every)
+    for doc, predicted in zip(every, docs):
+        doc.set_ents([doc.char_span(e.start_char, e.end_char, label=e.label_) for e in predicted.ents], default="outside")
+    ner.set_confidences(every, beams)
+    ours = [e._.confidence for d in docs for e in d.ents]
+    assert ours == pytest.approx([e._.confidence for d in every for e in d.ents], abs=1e-5)
+
+
 def test_expected_calibration_error_on_hand_made_entities():
     """Four entities at 0.9 of which 3 are right, two at 0.2 of which 1 is right:
     ECE = 4/6 |0.75 - 0.9| + 2/6 |0.5 - 0.2| = 0.2."""

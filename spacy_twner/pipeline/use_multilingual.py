@@ -10,8 +10,10 @@ pipeline, so a saved pipeline needs neither that package nor sentencepiece.
 
 The forward pass is the package's: token embeddings, CNN n-gram features of
 orders 2, 3 and 5, a deep averaging network over them and a residual
-feed-forward head, 512 dimensions. All tokens of a batch go through one
-matrix without padding, so batches need no sorting by length.
+feed-forward head, 512 dimensions. It runs in torch, on the thread pool the
+transformer uses (numpy's BLAS would bring a second pool to the same
+cores). All tokens of a batch go through one matrix without padding, so
+batches need no sorting by length.
 
 Ships inside en_twner: imports nothing from spacy_twner.
 """
@@ -26,7 +28,7 @@ WEIGHTS, TOKENIZER, LICENSE = "weights.npz", "tokenizer.json", "LICENSE"
 BOS, EOS, UNK = 1, 2, 0
 CHUNKS = 17  # the embedding table's rows are quantized in 17 interleaved chunks
 ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, tokens of left context)
-TOKEN_BUDGET = 384  # tokens per matrix: the weights stream once per batch, the working set stays cache-sized
+TOKEN_BUDGET = 2048  # tokens per matrix: enough rows for the matrix products to run at speed
 
 
 @registry.misc("spacy_twner.UseMultilingual.v1")
@@ -72,24 +74,45 @@ class UseMultilingual:
         return self
 
     def _load(self, files: Dict[str, bytes]) -> None:
+        import torch
         from tokenizers import Tokenizer
 
         self.files = files
         self.tokenizer = Tokenizer.from_str(files[TOKENIZER].decode("utf-8"))
         with numpy.load(io.BytesIO(files[WEIGHTS]), allow_pickle=False) as z:
-            self.table = numpy.empty((CHUNKS * z["q1"].shape[0], z["q1"].shape[1]), dtype=numpy.uint8)
+            table = numpy.empty((CHUNKS * z["q1"].shape[0], z["q1"].shape[1]), dtype=numpy.uint8)
             for i in range(CHUNKS):
-                self.table[i::CHUNKS] = z[f"q{i + 1}"]
-            w = {k: z[k] for k in z.files if not k.startswith("q")}
+                table[i::CHUNKS] = z[f"q{i + 1}"]
+            w = {k: torch.from_numpy(numpy.ascontiguousarray(z[k])) for k in z.files if not k.startswith("q")}
         orders = [n for n, _ in ORDERS]
-        self.scale, self.low, self.eps = w["scale"], w["lo"], float(w["eps"])
-        self.proj_w = numpy.concatenate([w[f"proj{n}"] for n in orders], axis=1)
-        self.proj_b = numpy.concatenate([w[f"proj_b{n}"] for n in orders])
-        self.proj_ln = (numpy.concatenate([w[f"ln_g{n}"] for n in orders]), numpy.concatenate([w[f"ln_b{n}"] for n in orders]))
+        self.table, self.scale, self.low, self.eps = torch.from_numpy(table), w["scale"], w["lo"], float(w["eps"])
+        self.proj_w = torch.cat([w[f"proj{n}"] for n in orders], dim=1)
+        self.proj_b = torch.cat([w[f"proj_b{n}"] for n in orders])
+        self.proj_ln = (torch.cat([w[f"ln_g{n}"] for n in orders]), torch.cat([w[f"ln_b{n}"] for n in orders]))
         self.conv = [(w[f"w1_{n}"], w[f"b1_{n}"], w[f"w2_{n}"], w[f"b2_{n}"]) for n in orders]
         self.feat_ln = (w["ln_g"], w["ln_b"])
         self.out_w, self.out_b = w["cnn_W"], w["cnn_b"]
         self.head = {k: w[k] for k in ("d0", "d1", "d2", "d3", "p1", "p3")}
+        self._reset_projection_cache()
+
+    def _reset_projection_cache(self) -> None:
+        """The normalized projection of a token depends on its id alone, so each
+        piece's is computed once, when a text first uses it (a quarter of the
+        encoder's arithmetic). Memory is reserved for every piece but only the
+        rows written are resident."""
+        import torch
+
+        self._projected = torch.empty((self.table.shape[0], self.proj_w.shape[1]))
+        self._is_projected = torch.zeros(self.table.shape[0], dtype=torch.bool)
+
+    def __getstate__(self) -> Dict:
+        # nlp.pipe(n_process=...) pickles the pipeline: the cache stays behind
+        return {k: v for k, v in self.__dict__.items() if k not in ("_projected", "_is_projected")}
+
+    def __setstate__(self, state: Dict) -> None:
+        self.__dict__.update(state)
+        if self.loaded:
+            self._reset_projection_cache()
 
     # ---- encoding ----
     def token_ids(self, texts: Sequence[str]) -> List[List[int]]:
@@ -108,58 +131,65 @@ class UseMultilingual:
 
     def encode(self, texts: Sequence[str]) -> numpy.ndarray:
         """Unit-length vectors, one row per text; each text is encoded independently."""
+        import torch
+
         if not self.loaded:
             raise ValueError("UseMultilingual: no weights loaded (initialize the pipeline or load a saved one)")
         out = numpy.empty((len(texts), self.dim), dtype=numpy.float32)
         group: List[List[int]] = []
         first = n_tokens = 0
-        for i, ids in enumerate(self.token_ids(texts)):
-            if group and n_tokens + len(ids) > TOKEN_BUDGET:
-                out[first:i] = self._forward(group)
-                group, first, n_tokens = [], i, 0
-            group.append(ids)
-            n_tokens += len(ids)
-        if group:
-            out[first:] = self._forward(group)
+        with torch.inference_mode():
+            for i, ids in enumerate(self.token_ids(texts)):
+                if group and n_tokens + len(ids) > TOKEN_BUDGET:
+                    out[first:i] = self._forward(group).numpy()
+                    group, first, n_tokens = [], i, 0
+                group.append(ids)
+                n_tokens += len(ids)
+            if group:
+                out[first:] = self._forward(group).numpy()
         return out
 
-    def _forward(self, group: List[List[int]]) -> numpy.ndarray:
-        lengths = numpy.array([len(ids) for ids in group])
-        ids = numpy.concatenate([numpy.asarray(i, dtype=numpy.int64) for i in group])
-        starts = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]])
-        n = len(ids)
+    def _embed(self, ids):
+        """Rows of the 6-bit embedding table, dequantized (scale and offset per chunk)."""
         chunk = ids % CHUNKS
-        emb = self.table[ids].astype(numpy.float32) * self.scale[chunk, None] + self.low[chunk, None]
-        x = _layer_norm(emb @ self.proj_w + self.proj_b, *self.proj_ln, self.eps)
+        return self.table[ids].float() * self.scale[chunk, None] + self.low[chunk, None]
+
+    def _forward(self, group: List[List[int]]):
+        import torch
+        from torch.nn.functional import layer_norm, normalize, pad, relu
+
+        lengths = torch.tensor([len(ids) for ids in group])
+        ids = torch.tensor([i for g in group for i in g])
+        starts = torch.cumsum(lengths, 0) - lengths
+        n = len(ids)
+        emb = self._embed(ids)
+        new = torch.unique(ids)
+        new = new[~self._is_projected[new]]
+        if len(new):
+            self._projected[new] = layer_norm(self._embed(new) @ self.proj_w + self.proj_b, self.proj_b.shape, *self.proj_ln, self.eps)
+            self._is_projected[new] = True
+        x = self._projected[ids]
         # window[t]: the positions t-2 .. t+2, those outside t's own text pointing at a zero row (n)
-        window = numpy.arange(n)[:, None] + numpy.arange(-2, 3)[None, :]
-        inside = (window >= numpy.repeat(starts, lengths)[:, None]) & (window < numpy.repeat(starts + lengths, lengths)[:, None])
-        window = numpy.where(inside, window, n)
+        window = torch.arange(n)[:, None] + torch.arange(-2, 3)[None, :]
+        first, end = torch.repeat_interleave(starts, lengths)[:, None], torch.repeat_interleave(starts + lengths, lengths)[:, None]
+        window = torch.where((window >= first) & (window < end), window, torch.full_like(window, n))
         features = [emb]
         width = self.proj_w.shape[1] // len(ORDERS)
         for i, ((order, left), (w1, b1, w2, b2)) in enumerate(zip(ORDERS, self.conv)):
             cols = window[:, 2 - left : 2 - left + order]
             xs = x[:, i * width : (i + 1) * width]
-            h = numpy.maximum(_padded(xs)[cols].reshape(n, -1) @ w1 + b1, 0) + xs
-            features.append(numpy.maximum(_padded(h)[cols].reshape(n, -1) @ w2 + b2, 0) + h)
-        feats = _layer_norm(numpy.concatenate(features, axis=1), *self.feat_ln, self.eps)
+            h = relu(pad(xs, (0, 0, 0, 1))[cols].reshape(n, -1) @ w1 + b1) + xs
+            features.append(relu(pad(h, (0, 0, 0, 1))[cols].reshape(n, -1) @ w2 + b2) + h)
+        feats = torch.cat(features, dim=1)
+        feats = layer_norm(feats, feats.shape[1:], *self.feat_ln, self.eps)
         # the token sum commutes with the linear output layer: project sums, not tokens
-        mean = (numpy.add.reduceat(feats, starts, axis=0) @ self.out_w + lengths[:, None] * self.out_b) / numpy.sqrt(lengths)[:, None]
+        text_of = torch.repeat_interleave(torch.arange(len(group)), lengths)
+        sums = torch.zeros(len(group), feats.shape[1]).index_add_(0, text_of, feats)
+        mean = (sums @ self.out_w + lengths[:, None] * self.out_b) / torch.sqrt(lengths.float())[:, None]
         h = self.head
-        y0 = numpy.maximum(mean @ h["d0"], 0)
-        y1 = numpy.maximum(mean @ h["p1"] + y0 @ h["d1"], 0)
-        z = numpy.tanh(y1 @ h["p3"] + numpy.maximum(y1 @ h["d2"], 0) @ h["d3"])
-        return z / numpy.sqrt(numpy.maximum((z * z).sum(axis=1, keepdims=True), self.eps))
-
-
-def _layer_norm(x: numpy.ndarray, gain: numpy.ndarray, bias: numpy.ndarray, eps: float) -> numpy.ndarray:
-    x = x - x.mean(axis=1, keepdims=True)
-    return x / numpy.sqrt((x * x).mean(axis=1, keepdims=True) + eps) * gain + bias
-
-
-def _padded(x: numpy.ndarray) -> numpy.ndarray:
-    """x with a zero row appended: where windows reaching outside their text point."""
-    return numpy.concatenate([x, numpy.zeros((1, x.shape[1]), dtype=x.dtype)])
+        y0 = relu(mean @ h["d0"])
+        y1 = relu(mean @ h["p1"] + y0 @ h["d1"])
+        return normalize(torch.tanh(y1 @ h["p3"] + relu(y1 @ h["d2"]) @ h["d3"]), dim=1, eps=self.eps)
 
 
 def sentencepiece_to_json(model_path: Path) -> str:

@@ -6,16 +6,18 @@ side in one run, each in a fresh process, the way users run them:
       --tweets assets/tweets-unlabeled --n 2000 --output docs/runs/throughput.json \\
       --old-model OLD_PIPELINE --old-python OLD_VENV/bin/python
 
-Options (a run dir holds model-final, model-ort and model-int8):
-- old: the named baseline, e.g. en_twner 0.1.0 (torch float), in its own
-  Python environment (--old-python), since its code is not this version's;
-- torch: this version's pipeline with its transformer in torch float32 and
-  no sorting beyond the batch: the same model, loaded the old way;
-- default: what en_twner ships (ONNX Runtime float32, sorted batches);
+Options (a run dir holds model-final and model-int8):
+- old: the named baseline, e.g. en_twner 0.2.0, in its own Python
+  environment (--old-python), since its code is not this version's;
+- default: what en_twner ships (model-final: torch float32);
+- onnxruntime: the default with its transformer in ONNX Runtime float32
+  (exported as the pipeline loads), everything else the same: the runtime,
+  isolated;
 - no-confidence: the default without the beam that scores entities;
-- int8: what en_twner_int8 ships.
-"same entities" is the share of tweets whose entities equal the torch
-option's (the old pipeline is another model: not compared).
+- no-embedder: the default without its sentence_embedder (the embedder's cost);
+- int8: what en_twner_int8 ships (model-int8).
+"same entities" is the share of tweets whose entities equal the default's
+(the old pipeline may be another model: compared all the same).
 """
 import json
 import os
@@ -32,14 +34,14 @@ import typer
 
 from spacy_twner.corpus import read_texts
 
-TORCH = {"components.transformer.model.runtime": {"@misc": "spacy_twner.TorchRuntime.v1", "quantize": False},
-         "components.transformer.sort_buffer": 0}  # fmt: skip
 OPTIONS: Dict[str, Dict[str, Any]] = {
     "old": {"what": "the named baseline pipeline (--old-model), its own environment", "model": "old"},
-    "torch": {"what": "this pipeline, torch float32, sorted within each batch only (as before)", "model": "model-final", "config": TORCH},
-    "default": {"what": "what en_twner ships: ONNX Runtime float32, batches sorted in buffers of 1,024", "model": "model-ort"},
-    "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-ort",
+    "default": {"what": "what en_twner ships: torch float32", "model": "model-final"},
+    "onnxruntime": {"what": "the default with its transformer in ONNX Runtime float32 (exported on load)", "model": "model-final",
+                    "config": {"components.transformer.model.runtime": {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": False}}},
+    "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-final",
                       "config": {"components.ner.confidence_beam_width": 0}},  # fmt: skip
+    "no-embedder": {"what": "the default without its sentence_embedder", "model": "model-final", "exclude": ["sentence_embedder"]},
     "int8": {"what": "what en_twner_int8 ships: ONNX Runtime int8 per channel", "model": "model-int8"},
 }
 BATCH_SIZE = 64
@@ -67,8 +69,9 @@ class PeakRSS(threading.Thread):
         return round(self.peak / 2**20, 1)
 
 
-def run_option(model: str, config: Dict[str, Any], tweets: List[str], test: Path) -> Dict[str, Any]:
-    """Runs in the option's own process: only spaCy and the pipeline's own code."""
+def run_option(model: str, config: Dict[str, Any], exclude: List[str], tweets: List[str], test: Optional[Path]) -> Dict[str, Any]:
+    """Runs in the option's own process: only spaCy and the pipeline's own code
+    (test F1 only where test is given: the first round)."""
     import spacy
     from spacy.scorer import Scorer
     from spacy.tokens import DocBin
@@ -77,43 +80,67 @@ def run_option(model: str, config: Dict[str, Any], tweets: List[str], test: Path
     peak = PeakRSS()
     peak.start()
     start = time.perf_counter()
-    nlp = spacy.load(model, config=config)
+    nlp = spacy.load(model, config=config, exclude=exclude)
     load_seconds = time.perf_counter() - start
     list(nlp.pipe(tweets[:BATCH_SIZE], batch_size=BATCH_SIZE))  # warm-up: lazy initialisation, first allocations
     start = time.perf_counter()
     entities = [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in nlp.pipe(tweets, batch_size=BATCH_SIZE)]
     seconds = time.perf_counter() - start
     rss = peak.stop()  # before scoring, which keeps every test doc
-    gold = list(DocBin().from_disk(test).get_docs(nlp.vocab))
-    predicted = nlp.pipe((g.text for g in gold), batch_size=BATCH_SIZE)
-    scores = Scorer.score_spans([Example(p, g) for p, g in zip(predicted, gold)], "ents")
-    return {"tweets": len(tweets), "seconds": round(seconds, 2), "tweets_per_s": round(len(tweets) / seconds, 1),
-            "load_seconds": round(load_seconds, 1), "peak_rss_mib": rss, "test_f1": round(100 * scores["ents_f"], 2),
-            "entities": entities}  # fmt: skip
+    result = {"tweets": len(tweets), "seconds": round(seconds, 2), "tweets_per_s": round(len(tweets) / seconds, 1),
+              "load_seconds": round(load_seconds, 1), "peak_rss_mib": rss, "entities": entities}  # fmt: skip
+    if "sentence_embedder" in nlp.pipe_names:
+        result["embedder_share"] = round(embedder_share(nlp, tweets), 4)
+    if test is not None:
+        gold = list(DocBin().from_disk(test).get_docs(nlp.vocab))
+        predicted = nlp.pipe((g.text for g in gold), batch_size=BATCH_SIZE)
+        result["test_f1"] = round(100 * Scorer.score_spans([Example(p, g) for p, g in zip(predicted, gold)], "ents")["ents_f"], 2)
+    return result
+
+
+def embedder_share(nlp, tweets: List[str], chunk: int = 1024) -> float:
+    """The sentence_embedder's share of the pipeline's time, timed in the same
+    process, alternating per chunk of tweets between the rest of the pipeline
+    and the embedder, so that a shared machine's drift hits both alike."""
+    embedder, rest = nlp.get_pipe("sentence_embedder"), 0.0
+    own = 0.0
+    for i in range(0, len(tweets), chunk):
+        start = time.perf_counter()
+        docs = list(nlp.pipe(tweets[i : i + chunk], batch_size=BATCH_SIZE, disable=["sentence_embedder"]))
+        middle = time.perf_counter()
+        list(embedder.pipe(docs, batch_size=BATCH_SIZE))
+        rest, own = rest + middle - start, own + time.perf_counter() - middle
+    return own / (rest + own)
 
 
 @app.command()
 def main(
-    run_dir: Path = typer.Argument(..., help="Training run directory with model-final, model-ort and model-int8", exists=True, file_okay=False),
+    run_dir: Path = typer.Argument(..., help="Training run directory with model-final and model-int8", exists=True, file_okay=False),
     test: Path = typer.Option(..., "--test", help="Gold test DocBin, for F1", exists=True, dir_okay=False),
     tweets_dir: Path = typer.Option(..., "--tweets", help="Folder of unlabeled tweets (*.txt, one per line)", exists=True, file_okay=False),
     n: int = typer.Option(2000, "--n", help="Tweets to annotate per option"),
     options: str = typer.Option(",".join(OPTIONS), "--options", help="Options to run, comma-separated, in this order"),
     old_model: Optional[str] = typer.Option(None, "--old-model", help="The baseline pipeline (directory or package)"),
     old_python: Optional[Path] = typer.Option(None, "--old-python", help="The Python of the baseline's environment"),
+    rounds: int = typer.Option(2, "--rounds", help="Passes over the options, round-robin, so that slow drift of a shared machine hits every option alike; tweets/s is the median"),
     output: Path = typer.Option(Path("metrics/throughput.json"), "--output", "-o", help="JSON to write"),
     one: str = typer.Option("", hidden=True, help="Run this model here and print its JSON (used internally)"),
     config: str = typer.Option("{}", hidden=True, help="Config overrides as JSON (used internally)"),
+    exclude: str = typer.Option("", hidden=True, help="Components to leave out, comma-separated (used internally)"),
+    score: bool = typer.Option(True, hidden=True, help="Score test F1 (used internally: the first round only)"),
 ) -> None:
     """Measure each option in its own process and print a table."""
     tweets = list(islice((t for t in read_texts(tweets_dir) if t.strip()), n))
     if one:
-        print(json.dumps(run_option(one, json.loads(config), tweets, test)))
+        print(json.dumps(run_option(one, json.loads(config), [c for c in exclude.split(",") if c], tweets, test if score else None)))
         return
+    from statistics import median
+
     from tqdm import tqdm
 
     results: Dict[str, Any] = {}
-    for name in tqdm(options.split(","), desc="options", unit=" option"):
+    runs = [(r, name) for r in range(rounds) for name in options.split(",")]
+    for round_, name in tqdm(runs, desc="options x rounds", unit=" run"):
         setting = OPTIONS[name]
         if setting["model"] == "old":
             if not (old_model and old_python):
@@ -122,15 +149,22 @@ def main(
         else:
             python, model = sys.executable, str(run_dir / setting["model"])
         cmd = [python, __file__, str(run_dir), "--test", str(test), "--tweets", str(tweets_dir), "--n", str(n),
-               "--one", model, "--config", json.dumps(setting.get("config", {}))]  # fmt: skip
+               "--one", model, "--config", json.dumps(setting.get("config", {})), "--exclude", ",".join(setting.get("exclude", [])),
+               "--score" if round_ == 0 else "--no-score"]  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout
-        results[name] = {"what": setting["what"], "model": model, **json.loads(out.strip().splitlines()[-1])}
-    reference = results.get("torch", {}).get("entities")
+        result = json.loads(out.strip().splitlines()[-1])
+        kept = results.setdefault(name, {"what": setting["what"], "model": model, **result})
+        for key in ("tweets_per_s", "embedder_share"):  # per round, and their median
+            if key in result:
+                rounds_of = kept.setdefault(f"{key}_rounds", [])
+                rounds_of.append(result[key])
+                kept[key] = round(median(rounds_of), 4)
+    reference = results.get("default", {}).get("entities")
     for name, result in results.items():
         ents = result.pop("entities")
-        result["same_entities"] = None if reference is None or name == "old" else sum(a == b for a, b in zip(ents, reference)) / len(ents)
+        result["same_entities"] = None if reference is None else sum(a == b for a, b in zip(ents, reference)) / len(ents)
     results["_machine"] = {"cpus": os.cpu_count(), "tweets": len(tweets), "batch_size": BATCH_SIZE, "date": str(date.today()),
-                           "python": sys.version.split()[0]}  # fmt: skip
+                           "python": sys.version.split()[0], "rounds": rounds}  # fmt: skip
     output.write_text(json.dumps(results, indent=2))
     from spacy_twner.compare import throughput_markdown
 

@@ -49,19 +49,30 @@ def _minutes(seconds: Optional[float]) -> str:
 
 
 def throughput_markdown(results: dict) -> str:
-    """benchmarks/throughput.py's record: a row per option, in the order run."""
+    """benchmarks/throughput.py's record: a row per option, in the order run;
+    with several rounds, tweets/s and the embedder's share of the time are
+    medians, each round's figure in brackets."""
     machine = results.get("_machine", {})
-    header = ("option", "what", "tweets/s", "peak RSS MiB", "test F1", "same entities as baseline")
+    header = ("option", "what", "tweets/s", "sentence_embedder's share of the time", "peak RSS MiB", "test F1", "same entities as default")
     rows = []
     for name, r in results.items():
         if name.startswith("_"):
             continue
         same = r.get("same_entities")
-        rows.append((name, r["what"], f"{r['tweets_per_s']:,.1f}", f"{r['peak_rss_mib']:,.0f}",
-                     f"{r['test_f1']:.2f}" if "test_f1" in r else MISSING,
+        rows.append((name, r["what"], _with_rounds(r, "tweets_per_s", "{:,.1f}"), _with_rounds(r, "embedder_share", "{:.1%}"),
+                     f"{r['peak_rss_mib']:,.0f}", f"{r['test_f1']:.2f}" if "test_f1" in r else MISSING,
                      MISSING if same is None else f"{100 * same:.1f}%"))  # fmt: skip
-    note = f"\n\n{machine.get('tweets', '?')} tweets per option, {machine.get('cpus', '?')} CPUs, {machine.get('date', '')}".rstrip(", ")
+    rounds = f", {machine['rounds']} rounds" if machine.get("rounds", 1) > 1 else ""
+    note = f"\n\n{machine.get('tweets', '?')} tweets per option, {machine.get('cpus', '?')} CPUs{rounds}, {machine.get('date', '')}".rstrip(", ")
     return _markdown(header, rows) + note
+
+
+def _with_rounds(record: dict, key: str, form: str) -> str:
+    if key not in record:
+        return MISSING
+    rounds = record.get(f"{key}_rounds", [])
+    each = f" ({', '.join(form.format(x) for x in rounds)})" if len(rounds) > 1 else ""
+    return form.format(record[key]) + each
 
 
 def serve_markdown(results: dict) -> str:

@@ -59,6 +59,20 @@ def test_sorted_piping_gives_the_same_docs_in_input_order(nlp, tweets):
     ]
 
 
+def test_the_shipped_float_pipeline_gives_a_tweet_the_same_entities_alone_and_in_any_batch(nlp, tweets):
+    """en_twner's promise (docs/serving.md): what a tweet gets does not depend on
+    the tweets it is batched with, nor on the sorting buffer."""
+    def entities(docs):
+        docs = list(docs)
+        return [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs], [e._.confidence for d in docs for e in d.ents]
+
+    alone, confidences = entities(nlp(t) for t in tweets)
+    assert any(alone)
+    for batched, batched_confidences in (entities(nlp.pipe(tweets, batch_size=64)), entities(reversed(list(nlp.pipe(reversed(tweets), batch_size=7))))):
+        assert batched == alone
+        assert batched_confidences == pytest.approx(confidences, abs=1e-5)
+
+
 def test_annotation_streams_instead_of_reading_everything_first(nlp, tweets):
     """The first record comes out after one sort buffer is read, not the whole input."""
     read = []

@@ -67,7 +67,7 @@ def test_trained_pipeline_learnt_case_rows_and_keeps_them_through_every_runtime(
     table = trf.embeddings.token_type_embeddings.weight.detach().numpy()
     assert table.shape[0] == 5 and not numpy.allclose(table[1], table[0])
     torch_doc = nlp(TEXT)
-    ort_doc = spacy.load(run_dir / "model-ort")(TEXT)
+    ort_doc = spacy.load(model_dir, config={"components.transformer.model.runtime": {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": False}})(TEXT)
     assert numpy.array_equal(ort_doc._.trf_data.wordpieces.token_type_ids, torch_doc._.trf_data.wordpieces.token_type_ids)
     assert numpy.allclose(ort_doc._.trf_data.model_output.last_hidden_state, torch_doc._.trf_data.model_output.last_hidden_state, atol=1e-4)
 

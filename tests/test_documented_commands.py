@@ -223,7 +223,7 @@ def test_both_packages_load_in_one_process_next_to_spacy_twner(user_venv, workdi
     for result in loaded.values():
         assert result["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
         assert -1.0 <= result["similarity"] <= 1.0
-    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-ort").pipe(TWEETS)]
+    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-final").pipe(TWEETS)]
     assert loaded["en_twner"]["ents"] == expected
 
 
@@ -234,7 +234,7 @@ def test_annotate_and_evaluate_by_package_name_give_the_packages_entities(user_v
     out = run_command(f"twner annotate en_twner tweets.txt {tmp_path / 'out.jsonl'}", workdir, env)
     assert out.returncode == 0, out.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
-    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-ort").pipe(TWEETS)]
+    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-final").pipe(TWEETS)]
     assert [[[e["start"], e["end"], e["label"]] for e in r["entities"]] for r in records] == expected
 
     convert = run_command(f"twner convert my-tweets.conll {tmp_path / 'my.spacy'}", workdir, env)

@@ -2,8 +2,9 @@
 
 `spacy project run all` converts, looks at the data, filters the unlabeled
 tweets, adapts the backbone (a few masked-LM steps), trains (60 train+dev /
-30 dev tweets, a few steps), distills, assembles, converts to ONNX Runtime,
-evaluates and packages en_twner and en_twner_int8; the wheels then go into a
+30 dev tweets, a few steps), distills, tunes the embedder's head, assembles,
+converts en_twner_int8's transformer to ONNX Runtime int8, evaluates and
+packages en_twner and en_twner_int8; the wheels then go into a
 fresh virtual environment without spacy_twner and are loaded there, each in
 its own process, with HF_HUB_OFFLINE=1 and socket creation made to raise.
 """
@@ -14,10 +15,17 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
+import srsly
 
 from spacy_twner.package import pipeline_code
+
+from .conftest import ROOT
+
+# the packages' version: project.yml's, as the workflow builds them
+VERSION = srsly.read_yaml(ROOT / "project.yml")["vars"]["version"]
 
 TWEETS = [
     "Heading to New York with @justinbieber tomorrow #excited",
@@ -97,23 +105,32 @@ def test_workflow_adapts_the_backbone_on_filtered_tweets(project):
 
 def test_workflow_trains_on_train_and_dev_and_ships_model_last(project, run_dir):
     """The default: train+dev with the step count chosen on dev, then model-last,
-    shipped with its transformer in ONNX Runtime."""
+    shipped with its transformer in torch (en_twner) and ONNX Runtime int8
+    (en_twner_int8)."""
     corpus = project / "corpus" / "wnut17-train+dev"
     assert sorted(p.name for p in corpus.iterdir()) == ["wnut17-dev.spacy", "wnut17-train.spacy"]
     config = spacy.util.load_config(run_dir / "model-last" / "config.cfg")
     assert config["paths"]["train"] == "corpus/wnut17-train+dev"
-    shipped = {(run_dir / name / "ner" / "model").read_bytes() for name in ("model-last", "model-final", "model-ort", "model-int8")}
+    shipped = {(run_dir / name / "ner" / "model").read_bytes() for name in ("model-last", "model-final", "model-int8")}
     assert len(shipped) == 1
-    ort = spacy.util.load_config(run_dir / "model-ort" / "config.cfg")["components"]["transformer"]["model"]["runtime"]
-    assert ort == {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": False}
+    runtime = {name: spacy.util.load_config(run_dir / name / "config.cfg")["components"]["transformer"]["model"]["runtime"]
+               for name in ("model-final", "model-int8")}  # fmt: skip
+    assert runtime == {"model-final": {"@misc": "spacy_twner.TorchRuntime.v1", "quantize": False},
+                       "model-int8": {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True}}  # fmt: skip
 
 
-def test_workflow_distills_and_scores_the_student_on_stsb(project):
+def test_workflow_tunes_the_head_and_scores_the_shipped_embedder_beside_its_peers(project):
     scores = json.loads((project / "metrics" / "stsb.json").read_text())
-    assert set(scores) == {"teacher", "use-m", "student"}  # USE-m measured in the same run
+    assert set(scores) == {"shipped", "teacher", "use-m", "student"}  # USE-m measured in the same run
     for model in scores.values():
         assert {"en", "it", "en-it", "sentences_per_s", "bytes_on_disk"} <= set(model)
-    assert scores["student"]["bytes_on_disk"] > 0
+    assert scores["student"]["bytes_on_disk"] > 0 and 30 * 2**20 < scores["shipped"]["bytes_on_disk"] < 40 * 2**20
+    tuning = json.loads((project / "training" / "use-m-head" / "tune_head.json").read_text())
+    assert tuning["rows_kept"] == 300 and tuning["encoder"] == "use-m"
+    # the pipeline carries the head the workflow tuned
+    shipped = numpy.load(project / "training" / "wnut17-trf" / "model-final" / "sentence_embedder" / "model" / "head.npz")
+    tuned = numpy.load(project / "training" / "use-m-head" / "head.npz")
+    assert all(numpy.array_equal(shipped[k], tuned[k]) for k in ("weight", "bias"))
     assert (project / "metrics" / "stsb.png").stat().st_size > 1000
     assert (project / "training" / "student" / "model.safetensors").is_file()
 
@@ -126,7 +143,7 @@ def fresh_venv(tmp_path_factory, project):
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     # torch first and pinned: left to the resolver it would fetch a CUDA build.
     subprocess.run(pip + ["torch==2.13.0"], check=True)
-    wheels = [project / "packages" / f"{name}-0.2.0" / "dist" / f"{name}-0.2.0-py3-none-any.whl" for name in ("en_twner", "en_twner_int8")]
+    wheels = [project / "packages" / f"{name}-{VERSION}" / "dist" / f"{name}-{VERSION}-py3-none-any.whl" for name in ("en_twner", "en_twner_int8")]
     subprocess.run(pip + [str(w) for w in wheels], check=True)
     return venv
 
@@ -140,27 +157,31 @@ def load_in_venv(venv: Path, package: str, cwd: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("package,pipeline,runtime", [("en_twner", "model-ort", False), ("en_twner_int8", "model-int8", True)])
+@pytest.mark.parametrize("package,pipeline,runtime", [("en_twner", "model-final", ["torch", False]), ("en_twner_int8", "model-int8", ["onnxruntime", True])])
 def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir, fresh_venv, tmp_path, package, pipeline, runtime):
-    wheel = project / "packages" / f"{package}-0.2.0" / "dist" / f"{package}-0.2.0-py3-none-any.whl"
+    wheel = project / "packages" / f"{package}-{VERSION}" / "dist" / f"{package}-{VERSION}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as z:
         packaged = set(z.namelist())
         meta = json.loads(z.read(f"{package}/meta.json"))
-        card = z.read(f"{package}/{package}-0.2.0/README.md").decode("utf-8")
+        card = z.read(f"{package}/{package}-{VERSION}/README.md").decode("utf-8")
         licence = [n for n in packaged if n.endswith("/LICENSE") and ".dist-info/" in n]
     # the code that ships is spacy_twner/pipeline/, every module of it
     assert {f"{package}/{p.name}" for p in pipeline_code()} <= packaged
-    assert any(p.endswith("sentence_embedder/model/model.safetensors") for p in packaged)
+    # USE-m's weights, tokenizer and licence under the tuned head: what the embedder runs, nothing else
+    embedder = {p.split("sentence_embedder/model/", 1)[1] for p in packaged if "sentence_embedder/model/" in p}
+    assert embedder == {"head.npz", "encoder/weights.npz", "encoder/tokenizer.json", "encoder/LICENSE"}
     assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
-    assert {r.split(">")[0] for r in meta["requirements"]} >= {"spacy-transformers", "sentence-transformers", "onnxruntime"}
+    required = {r.split(">")[0].split("=")[0] for r in meta["requirements"]}
+    assert "spacy-transformers" in required and "sentence-transformers" not in required  # USE-m runs without it
+    assert ("onnxruntime" in required) == (package == "en_twner_int8")
     assert meta["url"] and meta["licenses"]["code"] == "MIT" and "Apache-2.0" in meta["licenses"]["weights"]
     assert "ents_per_type" in meta["performance"] and meta["sources"] and licence
-    for section in ("## Intended use", "## Limitations", "## Citation", "Reimers", "| person |"):
+    for section in ("## Intended use", "## Limitations", "## Citation", "Yang et al.", "| person |"):
         assert section in card
 
     loaded = load_in_venv(fresh_venv, package, tmp_path)
     assert loaded["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
-    assert loaded["runtime"] == ["onnxruntime", runtime]
+    assert loaded["runtime"] == runtime
     assert loaded["meta"]["performance"]["ents_f"] == pytest.approx(meta["performance"]["ents_f"])
     # The wheel predicts exactly what its pipeline directory predicts here.
     expected, docs = predict(spacy.load(run_dir / pipeline), TWEETS)
@@ -168,24 +189,22 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     for doc, want in zip(loaded["docs"], docs):
         assert doc["embedding"] == pytest.approx(want._.embedding.tolist(), abs=1e-5)
         assert all(0.0 <= c <= 1.0 for c in doc["confidence"])
-    if not runtime:  # float32 ONNX Runtime: torch's entities
-        assert [d["ents"] for d in loaded["docs"]] == predict(spacy.load(run_dir / "model-final"), TWEETS)[0]
 
 
 def test_repackaging_leaves_nothing_stale_in_the_wheel(project, run_dir):
     """A second package run ships exactly the pipeline, not an earlier build's files."""
-    model = run_dir / "model-ort"
-    stale = project / "packages" / "en_twner-0.2.0" / "build" / "lib" / "en_twner" / "en_twner-0.2.0"
+    model = run_dir / "model-final"
+    stale = project / "packages" / f"en_twner-{VERSION}" / "build" / "lib" / "en_twner" / f"en_twner-{VERSION}"
     stale.mkdir(parents=True, exist_ok=True)
     (stale / "stale-weights.bin").write_bytes(b"x" * 1024)
     subprocess.run(
         [sys.executable, "-m", "spacy_twner", "package", str(model), str(project / "metrics" / "wnut17-trf.json"),
          str(project / "packages"), "--template", str(project / "configs" / "meta.json"),
-         "--card", str(project / "configs" / "model-card.md"), "--name", "twner", "--version", "0.2.0"],
+         "--card", str(project / "configs" / "model-card.md"), "--name", "twner", "--version", VERSION],
         check=True, cwd=project,
     )  # fmt: skip
-    wheel = project / "packages" / "en_twner-0.2.0" / "dist" / "en_twner-0.2.0-py3-none-any.whl"
-    prefix = "en_twner/en_twner-0.2.0/"
+    wheel = project / "packages" / f"en_twner-{VERSION}" / "dist" / f"en_twner-{VERSION}-py3-none-any.whl"
+    prefix = f"en_twner/en_twner-{VERSION}/"
     with zipfile.ZipFile(wheel) as z:
         shipped = {n[len(prefix):] for n in z.namelist() if n.startswith(prefix)}
     expected = {str(p.relative_to(model)) for p in model.rglob("*") if p.is_file()}

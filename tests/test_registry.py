@@ -75,6 +75,21 @@ def test_pipeline_files_import_nothing_from_spacy_twner_and_of_each_other_only_r
                 assert not any(a.name.startswith("spacy_twner") for a in node.names), f"{path.name}: imports spacy_twner"
 
 
+def test_pipeline_files_load_as_lone_files_as_spacy_package_checks_them():
+    """`spacy package --code` imports each file on its own before it packages
+    it: no relative import may fail there, and spacy_twner is never imported."""
+    script = f"""
+import sys
+from spacy.util import import_file
+for path in {[str(p) for p in pipeline_code()]!r}:
+    import_file(path.rsplit("/", 1)[1][:-3], path)
+print(sorted(m for m in sys.modules if m.split(".")[0] == "spacy_twner"))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]"
+
+
 def copy_as_package(tmp_path: Path, name: str) -> Path:
     """spacy_twner/pipeline/ as `spacy package --code` lays it out: the modules
     beside an __init__.py that imports each (spaCy's own template)."""

@@ -11,15 +11,20 @@ None where the component did not run), and survives `Doc.to_bytes` and
 
 Ships inside en_twner: imports nothing from spacy_twner.
 """
+from pathlib import Path
 from typing import Callable, List, Optional
 
 from spacy.language import Language
 from spacy.pipeline.ner import DEFAULT_NER_MODEL, EntityRecognizer
 from spacy.pipeline._parser_internals import _beam_utils
 from spacy.tokens import Doc, Span
+from spacy.util import import_file
 from thinc.api import Model
 
-from .registration import register_factory
+try:
+    from .registration import register_factory
+except ImportError:  # loaded as a lone file, as `spacy package` checks each code file
+    register_factory = import_file("twner_registration", Path(__file__).with_name("registration.py")).register_factory
 
 FACTORY = "twner_ner"
 ATTR = "confidence"

@@ -10,15 +10,19 @@ unsorted (float runtimes).
 
 Ships inside en_twner: imports nothing from spacy_twner.
 """
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, List
 
 from spacy.language import Language
 from spacy.tokens import Doc
-from spacy.util import minibatch
+from spacy.util import import_file, minibatch
 from spacy_transformers.pipeline_component import DEFAULT_CONFIG, Transformer, install_extensions
 from thinc.api import Model
 
-from .registration import register_factory
+try:
+    from .registration import register_factory
+except ImportError:  # loaded as a lone file, as `spacy package` checks each code file
+    register_factory = import_file("twner_registration", Path(__file__).with_name("registration.py")).register_factory
 
 FACTORY = "twner_transformer"
 

@@ -14,11 +14,13 @@ imported registers it and later copies use that registration:
 - a factory of that name that is not one of these modules: an error.
 
 The other modules import this one relatively, which works in both homes
-(`spacy_twner.pipeline.registration`, `en_twner.registration`).
+(`spacy_twner.pipeline.registration`, `en_twner.registration`), or by path
+when they are loaded as lone files (`spacy package` imports each code file
+on its own to check it).
 """
 import inspect
-import sys
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 from spacy.language import Language
@@ -39,16 +41,16 @@ def register_factory(name: str, func: Callable, **factory_meta: Any) -> Callable
     existing = registry.factories.get(internal)
     if existing is func:
         return func
-    ours, theirs = _module_of(func), _module_of(existing)
-    if getattr(existing, "__qualname__", None) != func.__qualname__ or _stem(theirs) != _stem(ours):
+    ours, theirs = _file(func), _file(existing)
+    if getattr(existing, "__qualname__", None) != func.__qualname__ or Path(theirs).stem != Path(ours).stem:
         raise ValueError(
             f"factory {name!r} is already registered by {getattr(existing, '__module__', existing)!r}, "
             f"which is not spacy_twner's {func.__qualname__}; rename one of the two components"
         )
     if _source(ours) != _source(theirs):
         warnings.warn(
-            f"factory {name!r}: {_file(ours)} and {_file(theirs)} are different versions of one component; "
-            f"every pipeline in this process uses the first imported ({_file(theirs)}). Install matching "
+            f"factory {name!r}: {ours} and {theirs} are different versions of one component; "
+            f"every pipeline in this process uses the first imported ({theirs}). Install matching "
             "versions of spacy_twner and the model packages to silence this.",
             TwnerFactoryWarning,
             stacklevel=2,
@@ -56,20 +58,15 @@ def register_factory(name: str, func: Callable, **factory_meta: Any) -> Callable
     return existing
 
 
-def _module_of(func: Callable):
-    return sys.modules.get(getattr(func, "__module__", ""))
-
-
-def _stem(module) -> str:
-    return (getattr(module, "__name__", "") or "").rpartition(".")[2]
-
-
-def _file(module) -> str:
-    return getattr(module, "__file__", None) or repr(module)
-
-
-def _source(module) -> str:
+def _file(func: Callable) -> str:
     try:
-        return inspect.getsource(module)
-    except (OSError, TypeError):  # no source file (a frozen or compiled-only install): compare by file
-        return _file(module)
+        return inspect.getfile(func)
+    except TypeError:  # a builtin or C function: no file to compare
+        return repr(func)
+
+
+def _source(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:  # no source file (a compiled-only install): compare by path
+        return path

@@ -26,9 +26,12 @@ import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span
-from spacy.util import ensure_path, minibatch, registry
+from spacy.util import ensure_path, import_file, minibatch, registry
 
-from .registration import register_factory
+try:
+    from .registration import register_factory
+except ImportError:  # loaded as a lone file, as `spacy package` checks each code file
+    register_factory = import_file("twner_registration", Path(__file__).with_name("registration.py")).register_factory
 
 FACTORY = "twner_sentence_embedder"
 SPAN_KINDS = ("doc", "sents", "ents")

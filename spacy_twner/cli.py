@@ -355,7 +355,7 @@ def evaluate_embeddings(
 
 @app.command("tune-head")
 def tune_head(
-    output_dir: Path = typer.Argument(..., help="Where head.npz and tune_head.json go"),
+    output_dir: Path = typer.Argument(..., help="Where head.safetensors and tune_head.json go"),
     encoder: str = typer.Option("use-m", "--encoder", help="The encoder the head maps: use-m, or a sentence-transformers model"),
     data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder: train to fit, dev to choose the epoch", exists=True, file_okay=False),
     languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages besides English"),

@@ -16,6 +16,7 @@ import srsly
 
 from .distill import aligned_rows, held_out_texts, load_encoder, stsb_spearman, stsb_vectors
 from .files import write_atomic
+from .pipeline.linear_head import HEAD, save_head
 
 SCALE = 20.0  # CoSENT's temperature on cosines
 
@@ -49,7 +50,7 @@ def tune_head(
     seed: int = 0,
 ) -> Dict[str, Any]:
     """Fit the head, keep the epoch with the best mean dev Spearman, save
-    output_dir/head.npz and tune_head.json (every epoch's dev scores)."""
+    output_dir/head.safetensors and tune_head.json (every epoch's dev scores)."""
     import numpy
     import torch
     from tqdm import tqdm
@@ -85,7 +86,7 @@ def tune_head(
             best = (history[-1], w, c)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    numpy.savez(output_dir / "head.npz", weight=best[1], bias=best[2])
+    save_head(output_dir / HEAD, best[1], best[2])
     baseline = stsb_spearman(dev, dev_gold, languages)
     report = {"encoder": encoder_name, "pairs": len(y), **counts, "epochs": epochs, "learning_rate": learning_rate,
               "identity_weight": identity_weight, "batch_size": batch_size, "seed": seed, "chosen_epoch": best[0]["epoch"],

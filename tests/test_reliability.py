@@ -217,7 +217,7 @@ def test_remote_code_in_a_model_directory_is_never_run(tmp_path):
     [
         ("truncate:transformer/model", "transformer/model: sha256 differs"),
         ("flip:ner/model", "ner/model: sha256 differs"),
-        ("flip:sentence_embedder/model/model.safetensors", "model.safetensors: sha256 differs"),
+        ("flip:sentence_embedder/model/head.safetensors", "head.safetensors: sha256 differs"),
         ("delete:vocab/strings.json", "vocab/strings.json: missing"),
         (f"delete:{CHECKSUMS}", f"{CHECKSUMS}: missing"),
     ],

@@ -19,6 +19,7 @@ import numpy
 import pytest
 import spacy
 import srsly
+from safetensors.numpy import load_file
 
 from spacy_twner.package import pipeline_code
 
@@ -128,8 +129,8 @@ def test_workflow_tunes_the_head_and_scores_the_shipped_embedder_beside_its_peer
     tuning = json.loads((project / "training" / "use-m-head" / "tune_head.json").read_text())
     assert tuning["rows_kept"] == 300 and tuning["encoder"] == "use-m"
     # the pipeline carries the head the workflow tuned
-    shipped = numpy.load(project / "training" / "wnut17-trf" / "model-final" / "sentence_embedder" / "model" / "head.npz")
-    tuned = numpy.load(project / "training" / "use-m-head" / "head.npz")
+    shipped = load_file(project / "training" / "wnut17-trf" / "model-final" / "sentence_embedder" / "model" / "head.safetensors")
+    tuned = load_file(project / "training" / "use-m-head" / "head.safetensors")
     assert all(numpy.array_equal(shipped[k], tuned[k]) for k in ("weight", "bias"))
     assert (project / "metrics" / "stsb.png").stat().st_size > 1000
     assert (project / "training" / "student" / "model.safetensors").is_file()
@@ -169,7 +170,7 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     assert {f"{package}/{p.name}" for p in pipeline_code()} <= packaged
     # USE-m's weights, tokenizer and licence under the tuned head: what the embedder runs, nothing else
     embedder = {p.split("sentence_embedder/model/", 1)[1] for p in packaged if "sentence_embedder/model/" in p}
-    assert embedder == {"head.npz", "encoder/weights.npz", "encoder/tokenizer.json", "encoder/LICENSE"}
+    assert embedder == {"head.safetensors", "encoder/weights.safetensors", "encoder/tokenizer.json", "encoder/LICENSE"}
     assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
     required = {r.split(">")[0].split("=")[0] for r in meta["requirements"]}
     assert "spacy-transformers" in required and "sentence-transformers" not in required  # USE-m runs without it

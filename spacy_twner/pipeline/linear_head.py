@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Union
 import numpy
 from spacy.util import ensure_path, registry
 
-HEAD = "head.npz"
+HEAD = "head.safetensors"  # safetensors: weights a pipeline load never unpickles
 
 
 @registry.misc("spacy_twner.LinearHead.v1")
@@ -50,7 +50,7 @@ class LinearHead:
     def to_disk(self, path: Union[str, Path]) -> None:
         path = ensure_path(path)
         path.mkdir(parents=True, exist_ok=True)
-        numpy.savez(path / HEAD, weight=self.weight, bias=self.bias)
+        save_head(path / HEAD, self.weight, self.bias)
         self.encoder.to_disk(path / "encoder")
 
     def from_disk(self, path: Union[str, Path]) -> "LinearHead":
@@ -62,8 +62,19 @@ class LinearHead:
     def _read(self, folder: Path) -> None:
         if not (folder / HEAD).is_file():
             raise ValueError(f"{folder / HEAD}: missing; not a folder `twner tune-head` or a pipeline saved")
-        with numpy.load(folder / HEAD, allow_pickle=False) as z:
-            weight, bias = z["weight"].astype(numpy.float32), z["bias"].astype(numpy.float32)
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(folder / HEAD)
+            weight, bias = tensors["weight"].astype(numpy.float32), tensors["bias"].astype(numpy.float32)
+        except Exception as e:
+            raise ValueError(f"{folder / HEAD}: not a head's safetensors file ({e})") from e
         if weight.ndim != 2 or bias.shape != (weight.shape[1],):
             raise ValueError(f"{folder / HEAD}: weight {weight.shape} and bias {bias.shape} are not a linear map")
         self.weight, self.bias = weight, bias
+
+
+def save_head(file: Path, weight: numpy.ndarray, bias: numpy.ndarray) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({"weight": numpy.ascontiguousarray(weight, dtype=numpy.float32), "bias": numpy.ascontiguousarray(bias, dtype=numpy.float32)}, str(file))

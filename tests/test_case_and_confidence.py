@@ -107,7 +107,8 @@ def test_the_beam_runs_only_for_docs_with_entities_and_confidences_stay_those_of
     docs = list(nlp.pipe(texts, batch_size=64))
     del ner.temperature_beam_parse
     with_ents = [d.text for d in docs if d.ents]
-    assert 0 < len(with_ents) < len(docs) and beamed == with_ents
+    # the parser sorts each batch by length, so the beams come in another order
+    assert 0 < len(with_ents) < len(docs) and sorted(beamed) == sorted(with_ents)
 
     every = list(nlp.pipe(texts, batch_size=64, disable=["ner"]))  # transformer output, no entities yet
     beams = ner.temperature_beam_parse(every)

@@ -95,7 +95,8 @@ class UseMultilingual:
         self.proj_w = torch.cat([w[f"proj{n}"] for n in orders], dim=1)
         self.proj_b = torch.cat([w[f"proj_b{n}"] for n in orders])
         self.proj_ln = (torch.cat([w[f"ln_g{n}"] for n in orders]), torch.cat([w[f"ln_b{n}"] for n in orders]))
-        self.conv = [(w[f"w1_{n}"], w[f"b1_{n}"], w[f"w2_{n}"], w[f"b2_{n}"]) for n in orders]
+        # w1 regrouped so one product gives a piece's term for each window offset
+        self.conv = [(_by_offset(w[f"w1_{n}"], n), w[f"b1_{n}"], w[f"w2_{n}"], w[f"b2_{n}"]) for n in orders]
         self.feat_ln = (w["ln_g"], w["ln_b"])
         self.out_w, self.out_b = w["cnn_W"], w["cnn_b"]
         self.head = {k: w[k] for k in ("d0", "d1", "d2", "d3", "p1", "p3")}
@@ -162,29 +163,37 @@ class UseMultilingual:
 
     def _forward(self, group: List[List[int]]):
         import torch
-        from torch.nn.functional import layer_norm, normalize, pad, relu
+        from torch.nn.functional import embedding_bag, layer_norm, normalize, pad, relu
 
         lengths = torch.tensor([len(ids) for ids in group])
         ids = torch.tensor([i for g in group for i in g])
         starts = torch.cumsum(lengths, 0) - lengths
         n = len(ids)
-        emb = self._embed(ids)
-        new = torch.unique(ids)
-        new = new[~self._is_projected[new]]
+        # each distinct piece of the group once: its projection (cached across
+        # calls) and, for the first layer of each n-gram order, its term at every
+        # window offset; tokens gather them
+        pieces, piece_of = torch.unique(ids, return_inverse=True)
+        new = pieces[~self._is_projected[pieces]]
         if len(new):
             self._projected[new] = layer_norm(self._embed(new) @ self.proj_w + self.proj_b, self.proj_b.shape, *self.proj_ln, self.eps)
             self._is_projected[new] = True
-        x = self._projected[ids]
+        xu = self._projected[pieces]
+        emb = self._embed(pieces)[piece_of]
+        x = xu[piece_of]
         # window[t]: the positions t-2 .. t+2, those outside t's own text pointing at a zero row (n)
         window = torch.arange(n)[:, None] + torch.arange(-2, 3)[None, :]
         first, end = torch.repeat_interleave(starts, lengths)[:, None], torch.repeat_interleave(starts + lengths, lengths)[:, None]
         window = torch.where((window >= first) & (window < end), window, torch.full_like(window, n))
+        piece_at = torch.cat([piece_of, torch.tensor([len(pieces)])])[window]  # the zero row: len(pieces)
         features = [emb]
         width = self.proj_w.shape[1] // len(ORDERS)
         for i, ((order, left), (w1, b1, w2, b2)) in enumerate(zip(ORDERS, self.conv)):
             cols = window[:, 2 - left : 2 - left + order]
             xs = x[:, i * width : (i + 1) * width]
-            h = relu(pad(xs, (0, 0, 0, 1))[cols].reshape(n, -1) @ w1 + b1) + xs
+            # row p * order + j of terms: piece p's term at offset j (p = len(pieces): zeros)
+            terms = pad(xu[:, i * width : (i + 1) * width] @ w1, (0, 0, 0, 1)).view(-1, w1.shape[1] // order)
+            first_layer = embedding_bag(piece_at[:, 2 - left : 2 - left + order] * order + torch.arange(order), terms, mode="sum")
+            h = relu(first_layer + b1) + xs
             features.append(relu(pad(h, (0, 0, 0, 1))[cols].reshape(n, -1) @ w2 + b2) + h)
         feats = torch.cat(features, dim=1)
         feats = layer_norm(feats, feats.shape[1:], *self.feat_ln, self.eps)
@@ -196,6 +205,13 @@ class UseMultilingual:
         y0 = relu(mean @ h["d0"])
         y1 = relu(mean @ h["p1"] + y0 @ h["d1"])
         return normalize(torch.tanh(y1 @ h["p3"] + relu(y1 @ h["d2"]) @ h["d3"]), dim=1, eps=self.eps)
+
+
+def _by_offset(w1, order: int):
+    """(order x width, out) -> (width, order x out): column block j is the
+    weight of the window's j-th position."""
+    width = w1.shape[0] // order
+    return w1.reshape(order, width, -1).permute(1, 0, 2).reshape(width, -1).contiguous()
 
 
 def sentencepiece_to_json(model_path: Path) -> str:

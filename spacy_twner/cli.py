@@ -60,16 +60,17 @@ def _fail(error: Exception) -> None:
 
 @app.command()
 def convert(
-    input_path: Path = typer.Argument(..., help="WNUT CoNLL file (token<TAB>tag)"),
+    input_path: Path = typer.Argument(..., help="WNUT CoNLL file (token<TAB>tag), or with --marked one tweet per line"),
     output_path: Path = typer.Argument(..., help="DocBin to write (.spacy)"),
     labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Allowed entity labels: a dataset name (wnut16, wnut17) or a comma-separated list"),
     repair: bool = typer.Option(False, "--repair", help="Turn an I-X after O or another type into B-X instead of failing"),
+    marked: bool = typer.Option(False, "--marked", help="The input is one tweet per line with entities marked [text|type] (assets/xx-check)"),
 ) -> None:
     """Convert a WNUT CoNLL file into a spaCy DocBin, one Doc per tweet."""
     from .conll import ConllError, convert_file
 
     try:
-        counts = convert_file(input_path, output_path, labels=labels, repair=repair)
+        counts = convert_file(input_path, output_path, labels=labels, repair=repair, marked=marked)
     except (ConllError, FileNotFoundError) as e:
         _fail(e)
     msg.good(f"Wrote {counts['docs']} docs to {output_path}")

@@ -34,6 +34,7 @@ class Sentence:
     words: List[str]
     tags: List[str]
     line: int
+    spaces: Optional[List[bool]] = None  # None: a space after every token (CoNLL keeps no spacing)
 
 
 @dataclass
@@ -145,10 +146,53 @@ def _check_tag(
     return tag, 0
 
 
+# `[the entity's text|type]` inside a tweet written as it is (assets/xx-check/)
+MARK_RE = re.compile(r"\[([^\[\]|]+)\|([^\[\]|]+)\]")
+# tokens of the unmarked text: URLs, @mentions, #hashtags, words (with
+# apostrophes inside, "l'" keeps its own), and every other character alone
+TOKEN_RE = re.compile(r"https?://\S+|[@#]\w+|\w+(?:['’]\w+)*['’]?|[^\w\s]", re.UNICODE)
+
+
+def read_marked(path: Path, *, labels: Optional[Collection[str]] = None) -> ConllFile:
+    """One tweet per line with its entities marked `[text|type]`, as tokens, IOB2
+    tags and the spaces of the text as written; the markup must be well formed
+    and the types known (labels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    out = ConllFile(path)
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        text, tokens, tags = "", [], []  # tokens: (start, end) in text, the line without markup
+        pos = 0
+        for mark in [*MARK_RE.finditer(line), None]:
+            plain = line[pos : mark.start() if mark else len(line)]
+            if "[" in plain or "]" in plain:
+                raise ConllError(path, i, f"unbalanced entity markup near {plain.strip()[:30]!r}: write [text|type]")
+            spans = [(len(text) + m.start(), len(text) + m.end()) for m in TOKEN_RE.finditer(plain)]
+            text, tokens, tags = text + plain, tokens + spans, tags + ["O"] * len(spans)
+            if mark is None:
+                break
+            entity, label = mark.group(1), mark.group(2).strip()
+            spans = [(len(text) + m.start(), len(text) + m.end()) for m in TOKEN_RE.finditer(entity)]
+            if not spans:
+                raise ConllError(path, i, f"entity {mark.group(0)!r} has no text")
+            if labels is not None and label not in labels:
+                raise ConllError(path, i, f"unknown entity type {label!r} (allowed: {', '.join(sorted(labels))})")
+            text, tokens = text + entity, tokens + spans
+            tags += [f"B-{label}"] + [f"I-{label}"] * (len(spans) - 1)
+            pos = mark.end()
+        words = [text[a:b] for a, b in tokens]
+        spaces = [b < len(text) and text[b].isspace() for _, b in tokens]
+        out.sentences.append(Sentence(words, tags, i, spaces))
+    return out
+
+
 def sentences_to_docs(vocab: Vocab, sentences: Iterable[Sentence]) -> Iterator[Doc]:
     """One Doc per tweet, entities set from the IOB2 tags by spaCy itself."""
     for sent in sentences:
-        yield Doc(vocab, words=sent.words, ents=sent.tags)
+        yield Doc(vocab, words=sent.words, spaces=sent.spaces, ents=sent.tags)
 
 
 def doc_to_tags(doc: Doc) -> List[str]:
@@ -165,8 +209,11 @@ def docs_to_conll(docs: Iterable[Doc]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def convert_file(input_path: Path, output_path: Path, *, labels: Optional[str] = None, repair: bool = False) -> Dict[str, int]:
-    """Convert a CoNLL file to a DocBin (written whole or not at all).
+def convert_file(
+    input_path: Path, output_path: Path, *, labels: Optional[str] = None, repair: bool = False, marked: bool = False
+) -> Dict[str, int]:
+    """Convert a CoNLL file (or, marked, a file of `read_marked`) to a DocBin
+    (written whole or not at all).
 
     labels: a dataset name (its label set) or a comma-separated list; None allows any.
     Returns the counts of what was written and what the reader had to do."""
@@ -178,7 +225,7 @@ def convert_file(input_path: Path, output_path: Path, *, labels: Optional[str] =
     allowed = None
     if labels is not None:
         allowed = DATASETS[labels].labels if labels in DATASETS else [label for label in labels.split(",") if label]
-    conll = read_conll(input_path, labels=allowed, repair=repair)
+    conll = read_marked(input_path, labels=allowed) if marked else read_conll(input_path, labels=allowed, repair=repair)
     docs = list(sentences_to_docs(Vocab(), conll.sentences))
     write_atomic(output_path, DocBin(docs=docs, store_user_data=False).to_bytes())
     entities = Counter(ent.label_ for doc in docs for ent in doc.ents)

@@ -1,5 +1,6 @@
 """The WNUT reader/converter on the real files, and its error reports."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,10 @@ from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
 from spacy_twner.about import __version__
-from spacy_twner.conll import ConllError, docs_to_conll, read_conll, sentences_to_docs
+from spacy_twner.conll import ConllError, docs_to_conll, read_conll, read_marked, sentences_to_docs
 from spacy_twner.datasets import DATASETS
 
-from .conftest import wnut_file
+from .conftest import twner, wnut_file
 
 DATASET_LABELS = {name: dataset.labels for name, dataset in DATASETS.items()}
 
@@ -61,6 +62,39 @@ def test_cli_convert_and_to_conll_round_trip(assets_dir, tmp_path):
     assert "1009" in out.stdout and "836" in out.stdout
     subprocess.run(run + ["to-conll", str(spacy_file), str(conll_file)], check=True)
     assert conll_file.read_bytes() == source.read_bytes()
+
+
+def test_check_set_converts_with_its_text_and_entities_as_written(tmp_path):
+    """assets/xx-check: every tweet's text comes back character for character,
+    every marked entity is one entity, and the CLI writes the DocBin."""
+    root = Path(__file__).parent.parent / "assets" / "xx-check"
+    for name in ("it", "es", "de", "fr"):
+        lines = (root / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+        docs = list(sentences_to_docs(Vocab(), read_marked(root / f"{name}.txt", labels=DATASET_LABELS["wnut16"]).sentences))
+        marks = [re.findall(r"\[([^\]|]+)\|([^\]|]+)\]", line) for line in lines]
+        assert len(docs) == len(lines) >= 40
+        assert [d.text for d in docs] == [re.sub(r"\[([^\]|]+)\|[^\]|]+\]", r"\1", line) for line in lines]
+        assert [[(e.text, e.label_) for e in d.ents] for d in docs] == marks
+    spacy_file = tmp_path / "it.spacy"
+    out = twner("convert", root / "it.txt", spacy_file, "--marked", "--labels", "wnut16")
+    assert out.returncode == 0, out.stderr
+    assert len(list(DocBin().from_disk(spacy_file).get_docs(Vocab()))) == 50
+
+
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        ("fine [Rome|geo-loc]\nbad [Rome|geo-loc\n", "unbalanced entity markup"),
+        ("fine\nbad [Rome|city]\n", "unknown entity type 'city'"),
+        ("fine\nbad [ |person]\n", "has no text"),
+    ],
+)
+def test_bad_check_set_line_names_file_and_line(tmp_path, content, problem):
+    path = tmp_path / "bad.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConllError, match=re.escape(f"{path}:2: ")) as err:
+        read_marked(path, labels=DATASET_LABELS["wnut16"])
+    assert problem in str(err.value)
 
 
 @pytest.mark.parametrize(

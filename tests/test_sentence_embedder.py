@@ -409,6 +409,10 @@ def test_tuned_head_is_chosen_on_dev_and_ships_inside_the_pipeline(assets_dir, t
         assert numpy.array_equal(a._.embedding, b._.embedding)
     plain = use_m_pipeline()
     assert not numpy.allclose(nlp(TEXTS[0])._.embedding, plain(TEXTS[0])._.embedding, atol=1e-3)
+    # centred: unrelated texts stay near 0 (a learnt bias alone puts them near 0.8), related ones high
+    assert abs(report["dev_unrelated_cosine"]) < 0.2 and abs(report["dev_unrelated_cosine_without_head"]) < 0.2
+    guitar, concert, market = nlp.pipe(TEXTS[:3])
+    assert guitar.similarity(concert) > 0.4 > market.similarity(concert)
 
 
 def test_the_head_never_trains_on_a_dev_or_test_sentence(assets_dir):

@@ -237,9 +237,12 @@ def evaluate(
     """Score a pipeline on test: spaCy's P/R/F1 with bootstrap 95% intervals,
     error kinds, label confusions, entity-confidence calibration, words/s, a
     per-type plot and the worst tweets."""
-    from .evaluation import evaluate_run, summary_tables
+    from .evaluation import RECORD_KEYS, evaluate_run, summary_tables
 
     extra = dict(_key_value(item, "--info") for item in info)
+    taken = sorted(set(extra) & RECORD_KEYS)
+    if taken:
+        _fail(f"--info {taken[0]}=...: the record sets {taken[0]} itself; use another key")
     metrics = evaluate_run(
         model, data_path, output_path, plot_path=plot_path, worst_path=worst_path, reliability_path=reliability_path,
         worst_limit=worst_limit, train_log=train_log, changes=changes, info=extra, n_bootstrap=n_bootstrap,

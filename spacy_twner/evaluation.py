@@ -258,6 +258,11 @@ def run_info(model_meta: dict, train_log: Optional[List[dict]]) -> dict:
     return info
 
 
+# Keys a run record sets itself; `twner evaluate --info` may not name them.
+RECORD_KEYS = frozenset({"model", "data", "changes", "gold_preproc", "ents_p", "ents_r", "ents_f", "ents_per_type", "ci",
+                         "bootstrap", "n_docs", "errors", "confusion", "calibration", "speed", "speed_ci", "speed_passes"})  # fmt: skip
+
+
 def evaluate_run(
     model: str,
     data_path: Path,

@@ -155,3 +155,16 @@ def test_twner_evaluate_writes_metrics_plot_and_worst_tweets(tmp_path, project, 
     page = out["html"].read_text()
     assert "gold" in page and "predicted" in page and page.count("<tr>") > 1
     assert "| run | what changed |" in compare_table({"a": ours, "b": theirs})
+
+
+def test_info_may_not_overwrite_what_the_record_sets(tmp_path):
+    """`--info model=...` once raised a TypeError from dict.update; now a clear error, no record."""
+    data = tmp_path / "test.spacy"
+    DocBin(docs=[Doc(spacy.blank("en").vocab, words=["hi"])]).to_disk(data)
+    out = tmp_path / "record.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "spacy_twner", "evaluate", "any-model", str(data), "--output", str(out), "--info", "model=x"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 1 and "--info model=...: the record sets model itself" in run.stdout + run.stderr
+    assert not out.exists()

@@ -16,7 +16,7 @@ from typing import Any, Dict, Sequence
 
 import srsly
 
-from .distill import aligned_rows, held_out_texts, load_encoder, stsb_spearman, stsb_vectors
+from .distill import aligned_rows, held_out_texts, load_encoder, stsb_spearman, stsb_vectors, unit_rows
 from .files import write_atomic
 from .pipeline.linear_head import HEAD, save_head
 
@@ -113,7 +113,7 @@ def unrelated_cosine(vectors, weight=None, bias=None) -> float:
 
     if weight is not None:
         vectors = vectors @ weight + bias
-    vectors = vectors / numpy.maximum(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = unit_rows(vectors, floor=1e-12)
     other = numpy.random.default_rng(0).permutation(len(vectors))
     return float((vectors * vectors[other]).sum(axis=1).mean())
 

@@ -169,12 +169,14 @@ class UseMultilingual:
         # calls) and, for the first layer of each n-gram order, its term at every
         # window offset; tokens gather them
         pieces, piece_of = torch.unique(ids, return_inverse=True)
-        new = pieces[~self._is_projected[pieces]]
-        if len(new):
-            self._projected[new] = layer_norm(self._embed(new) @ self.proj_w + self.proj_b, self.proj_b.shape, *self.proj_ln, self.eps)
+        emb_u = self._embed(pieces)
+        fresh = ~self._is_projected[pieces]
+        if fresh.any():
+            new = pieces[fresh]
+            self._projected[new] = layer_norm(emb_u[fresh] @ self.proj_w + self.proj_b, self.proj_b.shape, *self.proj_ln, self.eps)
             self._is_projected[new] = True
         xu = self._projected[pieces]
-        emb = self._embed(pieces)[piece_of]
+        emb = emb_u[piece_of]
         x = xu[piece_of]
         # window[t]: the positions t-2 .. t+2, those outside t's own text pointing at a zero row (n)
         window = torch.arange(n)[:, None] + torch.arange(-2, 3)[None, :]

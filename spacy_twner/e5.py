@@ -171,7 +171,7 @@ def import_e5(output_dir: Path, source: Optional[Path] = None) -> Dict[str, obje
     """Write multilingual-e5-small as a transformers + sentence-transformers folder."""
     import torch
     from safetensors.torch import save_file
-    from transformers import BertConfig, BertModel, XLMRobertaTokenizerFast
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     source = Path(source) if source else default_source()
     header, pieces, norm, tensors = read_e5(source)
@@ -193,7 +193,9 @@ def import_e5(output_dir: Path, source: Optional[Path] = None) -> Dict[str, obje
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(output_dir / "model.safetensors"))
     special = {name: pieces[header[key]][0] for name, key in
                (("bos_token", "bos"), ("eos_token", "eos"), ("unk_token", "unk"), ("pad_token", "pad"))}  # fmt: skip
-    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=fast_tokenizer(header, pieces, norm), cls_token=special["bos_token"],
+    # a plain fast tokenizer: XLMRobertaTokenizerFast would expect a SentencePiece
+    # vocab_file beside tokenizer.json, which spacy-transformers then opens
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=fast_tokenizer(header, pieces, norm), cls_token=special["bos_token"],
                                         sep_token=special["eos_token"], mask_token="<mask>", model_max_length=header["positions"] - 2, **special)  # fmt: skip
     tokenizer.save_pretrained(output_dir)
     _sentence_transformers_head(output_dir, header["hidden"])

@@ -201,7 +201,7 @@ def package(
     model_path: Path = typer.Argument(..., help="Pipeline directory", exists=True, file_okay=False),
     metrics_path: Path = typer.Argument(..., help="Its test metrics (`twner evaluate` JSON)", exists=True, dir_okay=False),
     output_dir: Path = typer.Argument(..., help="Where the package folder goes", exists=True, file_okay=False),
-    template_path: Path = typer.Option(Path("configs/meta.json"), "--template", "-t", help="meta.json template", exists=True, dir_okay=False),
+    template_paths: List[Path] = typer.Option([Path("configs/meta.json")], "--template", "-t", help="meta.json template; a second one overlays the first (lists extend, objects merge)", exists=True, dir_okay=False),
     card_path: Path = typer.Option(Path("configs/model-card.md"), "--card", help="Model card template (the package's README)", exists=True, dir_okay=False),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Package name without the language prefix"),
     version: Optional[str] = typer.Option(None, "--version", "-v", help="Package version"),
@@ -211,7 +211,7 @@ def package(
     scores, data sources, licences and a model card."""
     from .package import package_pipeline
 
-    wheel = package_pipeline(model_path, metrics_path, output_dir, template_path, card_path,
+    wheel = package_pipeline(model_path, metrics_path, output_dir, template_paths, card_path,
                              name=name, version=version, requirements=requirements)  # fmt: skip
     msg.good(f"Built {wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
 
@@ -219,7 +219,7 @@ def package(
 @app.command()
 def evaluate(
     model: str = typer.Argument(..., help="Pipeline: a directory or an installed package"),
-    data_path: Path = typer.Argument(..., help="Test DocBin (.spacy)", exists=True, dir_okay=False),
+    data_path: Path = typer.Argument(..., help="Test DocBin (.spacy), or a folder of them scored as one set (corpus/xx-check)", exists=True),
     output_path: Path = OUTPUT_JSON,
     plot_path: Optional[Path] = typer.Option(None, "--plot", "-p", help="PNG: P/R/F1 per type with intervals"),
     worst_path: Optional[Path] = typer.Option(None, "--worst", help="displaCy HTML: the tweets with the most errors, gold vs predicted"),

@@ -21,6 +21,10 @@ def build_meta(
     dev scores that chose the checkpoint stay under `performance_dev`.
     """
     meta = dict(template)
+    if meta.get("lang", model_meta.get("lang")) != model_meta.get("lang"):
+        raise ValueError(f"the meta template says lang {meta['lang']!r}, the pipeline is {model_meta.get('lang')!r}: "
+                         "the package name would lie about its language (overlay a template with the right lang)")
+    meta["lang"] = model_meta.get("lang", meta.get("lang"))
     if name:
         meta["name"] = name
     if version:
@@ -31,6 +35,21 @@ def build_meta(
     meta["performance_dev"] = model_meta.get("performance", {})
     meta["requirements"] = sorted(set(meta.get("requirements", [])) | set(requirements))
     return meta
+
+
+def overlay(base: Dict[str, Any], *overlays: Dict[str, Any]) -> Dict[str, Any]:
+    """base with each overlay on top: objects merge key by key, lists extend
+    (an xx template adds its sources to the shared ones), anything else replaces."""
+    out = dict(base)
+    for top in overlays:
+        for key, value in top.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = overlay(out[key], value)
+            elif isinstance(value, list) and isinstance(out.get(key), list):
+                out[key] = out[key] + value
+            else:
+                out[key] = value
+    return out
 
 
 def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> str:

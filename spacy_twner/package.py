@@ -7,13 +7,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Sequence, Union
 
 import srsly
 from spacy.cli.package import package as spacy_package
 from spacy.util import split_requirement
 
-from .meta import build_meta, model_card
+from .meta import build_meta, model_card, overlay
 
 # The packaged code is copied into the wheel, so the plugin itself is no
 # requirement; spaCy adds it only because it also finds our entry points.
@@ -31,7 +31,7 @@ def package_pipeline(
     model_path: Path,
     metrics_path: Path,
     output_dir: Path,
-    template_path: Path,
+    template_paths: Union[Path, Sequence[Path]],
     card_path: Path,
     *,
     name: Optional[str] = None,
@@ -46,7 +46,9 @@ def package_pipeline(
     leftovers (another pipeline's weights) from build/ into the new wheel.
     """
     metrics = srsly.read_json(metrics_path)
-    meta = build_meta(srsly.read_json(Path(model_path) / "meta.json"), metrics, srsly.read_json(template_path),
+    paths = [template_paths] if isinstance(template_paths, (str, Path)) else list(template_paths)
+    template = overlay(*(srsly.read_json(p) for p in paths))
+    meta = build_meta(srsly.read_json(Path(model_path) / "meta.json"), metrics, template,
                       requirements=requirements, name=name, version=version)  # fmt: skip
     full_name = f"{meta['lang']}_{meta['name']}"
     main_path = Path(output_dir) / f"{full_name}-{meta['version']}"

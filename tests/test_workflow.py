@@ -34,7 +34,8 @@ TWEETS = [
     "lol my mom just texted me from London",
 ]
 
-# Runs inside the fresh venv: no spacy_twner, no network, then the pipeline.
+# Runs inside the fresh venv: no spacy_twner, no network, then the pipelines
+# named in argv[1] (comma-separated).
 OFFLINE_LOAD = """
 import importlib.util, json, socket, sys
 
@@ -53,17 +54,20 @@ else:
 assert importlib.util.find_spec("spacy_twner") is None, "spacy_twner is installed"
 
 import spacy
-nlp = spacy.load(sys.argv[1])
-result = []
-for doc in nlp.pipe(json.loads(sys.argv[2])):
-    result.append({
-        "ents": [[e.start_char, e.end_char, e.label_] for e in doc.ents],
-        "confidence": [e._.confidence for e in doc.ents],
-        "embedding": doc._.embedding.tolist(),
-    })
-runtime = nlp.get_pipe("transformer").model.attrs["runtime"]
-print(json.dumps({"pipe_names": nlp.pipe_names, "meta": nlp.meta, "docs": result,
-                  "runtime": [runtime.name, runtime.quantize]}))
+out = {}
+for name in sys.argv[1].split(","):  # several packages: loaded one after the other, in one process
+    nlp = spacy.load(name)
+    result = []
+    for doc in nlp.pipe(json.loads(sys.argv[2])):
+        result.append({
+            "ents": [[e.start_char, e.end_char, e.label_] for e in doc.ents],
+            "confidence": [e._.confidence for e in doc.ents],
+            "embedding": doc._.embedding.tolist(),
+        })
+    runtime = nlp.get_pipe("transformer").model.attrs["runtime"]
+    out[name] = {"pipe_names": nlp.pipe_names, "meta": nlp.meta, "docs": result,
+                 "runtime": [runtime.name, runtime.quantize]}
+print(json.dumps(out))
 """
 
 
@@ -84,6 +88,8 @@ def test_workflow_writes_test_metrics_per_type_with_calibration(project):
     assert (project / "metrics" / "wnut17-trf-worst.html").is_file()
     int8 = json.loads((project / "metrics" / "wnut17-trf-int8.json").read_text())
     assert int8["model"] == "training/wnut17-trf/model-int8" and "int8" in int8["changes"]
+    check = json.loads((project / "metrics" / "xx-check-wnut17-trf.json").read_text())  # the non-English check set
+    assert check["data"] == "corpus/xx-check" and check["n_docs"] == 200 and check["model"] == "training/wnut17-trf/model-final"
     data = json.loads((project / "metrics" / "data-wnut17.json").read_text())
     assert data["wnut17-train"]["tweets"] == 3394 and (project / "metrics" / "data-wnut17.png").is_file()
 
@@ -137,22 +143,23 @@ def test_workflow_tunes_the_head_and_scores_the_shipped_embedder_beside_its_peer
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory, project):
-    """A new virtual environment with both wheels and without spacy_twner."""
+def fresh_venv(tmp_path_factory, project, xx_project):
+    """A new virtual environment with the en_twner, en_twner_int8 and xx_twner wheels, without spacy_twner."""
     venv = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     # torch first and pinned: left to the resolver it would fetch a CUDA build.
     subprocess.run(pip + ["torch==2.13.0"], check=True)
-    wheels = [project / "packages" / f"{name}-{VERSION}" / "dist" / f"{name}-{VERSION}-py3-none-any.whl" for name in ("en_twner", "en_twner_int8")]
+    wheels = [project / "packages" / f"{name}-{VERSION}" / "dist" / f"{name}-{VERSION}-py3-none-any.whl" for name in ("en_twner", "en_twner_int8", "xx_twner")]
     subprocess.run(pip + [str(w) for w in wheels], check=True)
     return venv
 
 
-def load_in_venv(venv: Path, package: str, cwd: Path) -> dict:
+def load_in_venv(venv: Path, packages: str, cwd: Path) -> dict:
+    """What OFFLINE_LOAD prints, per package."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", OFFLINE_LOAD, package, json.dumps(TWEETS)],
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", OFFLINE_LOAD, packages, json.dumps(TWEETS)],
                          capture_output=True, text=True, env=env, cwd=cwd)  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -180,7 +187,7 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     for section in ("## Intended use", "## Limitations", "## Citation", "Yang et al.", "| person |"):
         assert section in card
 
-    loaded = load_in_venv(fresh_venv, package, tmp_path)
+    loaded = load_in_venv(fresh_venv, package, tmp_path)[package]
     assert loaded["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
     assert loaded["runtime"] == runtime
     assert loaded["meta"]["performance"]["ents_f"] == pytest.approx(meta["performance"]["ents_f"])
@@ -192,6 +199,18 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
         assert all(0.0 <= c <= 1.0 for c in doc["confidence"])
 
 
+def test_xx_twner_loads_offline_next_to_en_twner_without_spacy_twner(fresh_venv, run_dir, xx_run_dir, tmp_path):
+    """The multilingual wheel, then the English one, in one offline process:
+    each predicts what its pipeline directory predicts."""
+    loaded = load_in_venv(fresh_venv, "xx_twner,en_twner", tmp_path)
+    assert loaded["xx_twner"]["meta"]["lang"] == "xx" and loaded["xx_twner"]["runtime"] == ["torch", False]
+    for name, directory in (("xx_twner", xx_run_dir), ("en_twner", run_dir)):
+        expected, docs = predict(spacy.load(directory / "model-final"), TWEETS)
+        assert [d["ents"] for d in loaded[name]["docs"]] == expected, name
+        for doc, want in zip(loaded[name]["docs"], docs):
+            assert doc["embedding"] == pytest.approx(want._.embedding.tolist(), abs=1e-5)
+
+
 def test_repackaging_leaves_nothing_stale_in_the_wheel(project, run_dir):
     """A second package run ships exactly the pipeline, not an earlier build's files."""
     model = run_dir / "model-final"
@@ -201,7 +220,7 @@ def test_repackaging_leaves_nothing_stale_in_the_wheel(project, run_dir):
     subprocess.run(
         [sys.executable, "-m", "spacy_twner", "package", str(model), str(project / "metrics" / "wnut17-trf.json"),
          str(project / "packages"), "--template", str(project / "configs" / "meta.json"),
-         "--card", str(project / "configs" / "model-card.md"), "--name", "twner", "--version", VERSION],
+         "--template", str(project / "configs" / "meta-en.json"), "--card", str(project / "configs" / "model-card.md"), "--name", "twner", "--version", VERSION],
         check=True, cwd=project,
     )  # fmt: skip
     wheel = project / "packages" / f"en_twner-{VERSION}" / "dist" / f"en_twner-{VERSION}-py3-none-any.whl"

@@ -129,4 +129,5 @@ def test_make_all_without_mirror_or_network_fails_fast_naming_both(tmp_path):
     assert run.returncode != 0 and "No module named" not in output
     assert "No data mirror at ../shared/data" in output
     assert "no mirror at ../shared/data" in output and "upstream URLs in project.yml could not be fetched" in output
-    assert not any((clone / "corpus").glob("*")) and not any((clone / "training").glob("*"))  # nothing after the assets ran
+    # nothing after the assets ran (the project's empty directories, such as corpus/xx-check, may exist)
+    assert not [p for folder in ("corpus", "training") for p in (clone / folder).rglob("*") if p.is_file()]

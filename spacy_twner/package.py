@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Sequence
 
 import srsly
 from spacy.cli.package import package as spacy_package
@@ -31,7 +31,7 @@ def package_pipeline(
     model_path: Path,
     metrics_path: Path,
     output_dir: Path,
-    template_paths: Union[Path, Sequence[Path]],
+    template_paths: Sequence[Path],
     card_path: Path,
     *,
     name: Optional[str] = None,
@@ -46,8 +46,7 @@ def package_pipeline(
     leftovers (another pipeline's weights) from build/ into the new wheel.
     """
     metrics = srsly.read_json(metrics_path)
-    paths = [template_paths] if isinstance(template_paths, (str, Path)) else list(template_paths)
-    template = overlay(*(srsly.read_json(p) for p in paths))
+    template = overlay(*(srsly.read_json(p) for p in template_paths))
     meta = build_meta(srsly.read_json(Path(model_path) / "meta.json"), metrics, template,
                       requirements=requirements, name=name, version=version)  # fmt: skip
     full_name = f"{meta['lang']}_{meta['name']}"

@@ -50,16 +50,23 @@ def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1, config: D
     return spacy.load(model, config=config)
 
 
-def runtime_config(runtime: str, int8: bool = False) -> Dict[str, Any]:
-    """Config overrides that load a pipeline's transformer with another runtime."""
-    return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8}}
+def runtime_config(runtime: str, int8: bool = False, per_sequence: Optional[bool] = None) -> Dict[str, Any]:
+    """Config overrides that load a pipeline's transformer with another runtime.
+    per_sequence (onnxruntime only; None: its default here, True) runs each
+    sequence alone, unpadded."""
+    if runtime != "onnxruntime":
+        if per_sequence:
+            raise ValueError(f"per-sequence calls are an onnxruntime setting; the {runtime} runtime runs padded batches")
+        return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8}}
+    per_sequence = True if per_sequence is None else per_sequence
+    return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8, "per_sequence": per_sequence}}
 
 
-def convert_runtime(model: str, output_path: Path, runtime: str, int8: bool = False) -> None:
+def convert_runtime(model: str, output_path: Path, runtime: str, int8: bool = False, per_sequence: Optional[bool] = None) -> None:
     """Save a copy of the pipeline whose transformer runs on runtime (int8 weights if int8)."""
     import spacy
 
-    spacy.load(model, config=runtime_config(runtime, int8)).to_disk(output_path)
+    spacy.load(model, config=runtime_config(runtime, int8, per_sequence)).to_disk(output_path)
 
 
 def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:

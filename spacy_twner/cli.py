@@ -470,6 +470,7 @@ def optimize(
     output_path: Path = typer.Argument(..., help="Where the converted pipeline goes"),
     runtime: Runtime = typer.Option(Runtime.onnxruntime, "--runtime", help="onnxruntime: fused encoder ops; torch: plain PyTorch"),
     int8: bool = typer.Option(False, "--int8", help="int8 weights: per output channel (onnxruntime) or per tensor (torch)"),
+    per_sequence: Optional[bool] = typer.Option(None, "--per-sequence/--batched", help="onnxruntime: one unpadded call per text (its default: a text's entities do not depend on its batch) or one padded call per batch"),
 ) -> None:
     """Save a copy of a pipeline whose transformer runs on another runtime, for CPU inference.
 
@@ -478,7 +479,10 @@ def optimize(
     `twner package` ships them."""
     from .annotate import convert_runtime
 
-    convert_runtime(model, output_path, runtime.value, int8)
+    try:
+        convert_runtime(model, output_path, runtime.value, int8, per_sequence)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--per-sequence") from None
     msg.good(f"Saved the pipeline ({runtime.value}{', int8' if int8 else ''}) to {output_path}")
 
 

@@ -1,4 +1,4 @@
-"""`twner annotate`, length-sorted piping, the runtimes (torch int8, ONNX Runtime float32 and int8) and the Dask scale-out.
+"""`twner annotate`, length-sorted piping, the runtimes (torch int8, ONNX Runtime float32 and int8, batched or per sequence) and the Dask scale-out.
 
 The pipeline is the one the `project` fixture trains with the real workflow
 (transformer + ner + sentence_embedder); the tweets are real unlabeled ones.
@@ -158,13 +158,16 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
     assert isinstance(ort.get_pipe("transformer").model.layers[0].shims[0]._model, OnnxTransformer)
     (ents_torch, states_torch), (ents_ort, states_ort) = outputs(spacy.load(model_dir)), outputs(ort)
     assert ents_ort == ents_torch
-    assert all(a.shape == b.shape and np.allclose(a, b, atol=1e-4) for a, b in zip(states_ort, states_torch))
+    # one unpadded call per sequence: the padding positions hold zeros, the rest torch's states
+    real = [np.asarray(d._.trf_data.model_output.last_hidden_state).any(axis=-1) for d in ort.pipe(tweets[:30])]
+    assert all(a.shape == b.shape and np.allclose(a[m], b[m], atol=1e-4) for a, b, m in zip(states_ort, states_torch, real))
 
     # int8: saved as the quantized ONNX graph (no pickle, no torch weights), reloads bit for bit.
     run = twner("optimize", str(model_dir), str(tmp_path / "ort-int8"), "--runtime", "onnxruntime", "--int8")
     assert run.returncode == 0, run.stderr
     first = spacy.load(tmp_path / "ort-int8")
-    assert first.config["components"]["transformer"]["model"]["runtime"] == {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True}
+    runtime = {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True, "per_sequence": True}
+    assert first.config["components"]["transformer"]["model"]["runtime"] == runtime
     model_bytes = srsly.msgpack_loads((tmp_path / "ort-int8" / "transformer" / "model").read_bytes())
     (shim_bytes,) = [shim for node in model_bytes["shims"] for shim in node]
     saved = srsly.msgpack_loads(shim_bytes)
@@ -173,9 +176,7 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
     (ents1, states1), (ents2, states2) = outputs(first), outputs(spacy.load(tmp_path / "again"))
     assert ents1 == ents2 and all(np.array_equal(a, b) for a, b in zip(states1, states2))
     assert any(not np.allclose(a, b, atol=1e-4) for a, b in zip(states1, states_torch))
-    # `twner annotate --n-process 2`: each worker process makes its own session.
-    # Same batches (unsorted, so the workers get consecutive ones), same entities
-    # (int8 activations are scaled per batch).
+    # `twner annotate --n-process 2`: each worker process makes its own session, same entities.
     (tmp_path / "in.txt").write_text("\n".join(tweets[:30]) + "\n", encoding="utf-8")
     for n_process in ("1", "2"):
         out = tmp_path / f"out{n_process}.jsonl"
@@ -184,6 +185,39 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
         assert run.returncode == 0, run.stderr
     assert read_jsonl(tmp_path / "out2.jsonl") == read_jsonl(tmp_path / "out1.jsonl")
     assert sum(len(r["entities"]) for r in read_jsonl(tmp_path / "out1.jsonl")) > 0
+
+
+def test_int8_default_gives_a_tweet_the_same_output_alone_and_in_any_batch(model_dir, tweets, tmp_path):
+    """int8 activations are scaled per call: one call per sequence makes a
+    tweet's states, entities and confidences its own; batched calls do not."""
+    import numpy as np
+
+    run = twner("optimize", str(model_dir), str(tmp_path / "int8"), "--runtime", "onnxruntime", "--int8")
+    assert run.returncode == 0, run.stderr
+    nlp = spacy.load(tmp_path / "int8")
+    texts = tweets[:40]
+
+    def outputs(docs):
+        return [([(e.start_char, e.end_char, e.label_, e._.confidence) for e in d.ents],
+                 np.asarray(d._.trf_data.model_output.last_hidden_state)) for d in docs]  # fmt: skip
+
+    def same(x, y):
+        (ents_x, states_x), (ents_y, states_y) = x, y
+        n = min(states_x.shape[1], states_y.shape[1])  # the wider one's extra columns are padding
+        return ents_x == ents_y and np.array_equal(states_x[:, :n], states_y[:, :n])
+
+    alone = [outputs([nlp(t)])[0] for t in texts]
+    for batch_size, order in ((7, texts), (40, texts), (16, texts[::-1])):
+        batched = outputs(nlp.pipe(order, batch_size=batch_size))
+        batched = batched if order is texts else batched[::-1]
+        assert all(same(a, b) for a, b in zip(alone, batched)), (batch_size, order is texts)
+    # the check can fail: one padded call per batch moves the states
+    padded = spacy.load(tmp_path / "int8", config=runtime_config("onnxruntime", int8=True, per_sequence=False))
+    batched = outputs(padded.pipe(texts, batch_size=40))
+    assert not all(same(a, b) for a, b in zip(outputs(padded(t) for t in texts), batched))
+    # a torch pipeline pads its batches: asking it for per-sequence calls is an error, not ignored
+    run = twner("optimize", str(model_dir), str(tmp_path / "torch"), "--runtime", "torch", "--per-sequence")
+    assert run.returncode != 0 and "per-sequence calls are an onnxruntime setting" in " ".join(run.stderr.replace("│", " ").split())
 
 
 def test_dask_cluster_annotates_files_with_one_pipeline_load_per_worker(model_dir, tweets, tmp_path):

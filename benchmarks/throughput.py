@@ -9,13 +9,16 @@ side in one run, each in a fresh process, the way users run them:
 Options (a run dir holds model-final and model-int8):
 - old: the named baseline, e.g. en_twner 0.2.0, in its own Python
   environment (--old-python), since its code is not this version's;
-- default: what en_twner ships (model-final: torch float32);
-- onnxruntime: the default with its transformer in ONNX Runtime float32
-  (exported as the pipeline loads), everything else the same: the runtime,
-  isolated;
+- torch: what en_twner_fp32 ships (model-final: torch float32), the baseline
+  the default is measured against;
+- default: what en_twner ships (model-int8: ONNX Runtime int8, one call per
+  sequence);
+- onnxruntime: model-final with its transformer in ONNX Runtime float32, one
+  call per sequence (exported as the pipeline loads): the runtime, isolated;
+- int8-batched: the default with one padded call per batch (en_twner_int8
+  0.2.0's way): faster or not, and how much the batch moves the entities;
 - no-confidence: the default without the beam that scores entities;
 - no-embedder: the default without its sentence_embedder (the embedder's cost);
-- int8: what en_twner_int8 ships (model-int8);
 - xx: xx_twner, the multilingual pipeline (--xx-model, e.g.
   training/wnut16-xx/model-final), in this environment.
 "same entities" is the share of tweets whose entities equal the default's
@@ -34,17 +37,20 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
+from spacy_twner.annotate import RUNTIME_KEY
 from spacy_twner.corpus import read_texts
 
 OPTIONS: Dict[str, Dict[str, Any]] = {
     "old": {"what": "the named baseline pipeline (--old-model), its own environment", "model": "old"},
-    "default": {"what": "what en_twner ships: torch float32", "model": "model-final"},
-    "onnxruntime": {"what": "the default with its transformer in ONNX Runtime float32 (exported on load)", "model": "model-final",
-                    "config": {"components.transformer.model.runtime": {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": False}}},
-    "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-final",
+    "torch": {"what": "what en_twner_fp32 ships: torch float32", "model": "model-final"},
+    "default": {"what": "what en_twner ships: ONNX Runtime int8, one call per sequence", "model": "model-int8"},
+    "onnxruntime": {"what": "en_twner_fp32 with its transformer in ONNX Runtime float32, one call per sequence (exported on load)", "model": "model-final",
+                    "config": {RUNTIME_KEY: {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": False, "per_sequence": True}}},
+    "int8-batched": {"what": "the default with one padded call per batch (en_twner_int8 0.2.0)", "model": "model-int8",
+                     "config": {RUNTIME_KEY: {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True, "per_sequence": False}}},
+    "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-int8",
                       "config": {"components.ner.confidence_beam_width": 0}},  # fmt: skip
-    "no-embedder": {"what": "the default without its sentence_embedder", "model": "model-final", "exclude": ["sentence_embedder"]},
-    "int8": {"what": "what en_twner_int8 ships: ONNX Runtime int8 per channel", "model": "model-int8"},
+    "no-embedder": {"what": "the default without its sentence_embedder", "model": "model-int8", "exclude": ["sentence_embedder"]},
     "xx": {"what": "xx_twner (--xx-model): multilingual-e5-small, torch float32", "model": "xx"},
 }
 BATCH_SIZE = 64

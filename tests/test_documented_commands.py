@@ -2,7 +2,7 @@
 side by side in one fresh venv, and every command the docs show run there.
 
 `user_venv` installs torch, then spacy_twner from this checkout (`pip install
-".[distributed]"`, not editable), then the en_twner, en_twner_int8 and
+".[distributed]"`, not editable), then the en_twner, en_twner_fp32 and
 xx_twner wheels that the `project` and `xx_project` fixtures built with the
 real workflows (a WNUT17 slice).
 
@@ -108,7 +108,7 @@ def user_venv(tmp_path_factory, project, xx_project) -> Path:
     # torch first and pinned: the CPU build on this disk (unpinned, pip takes a CUDA build)
     subprocess.run(pip + ["torch==2.13.0"], check=True)
     subprocess.run(pip + [f"{ROOT}[distributed]"], check=True)
-    subprocess.run(pip + [str(wheel(project, name)) for name in ("en_twner", "en_twner_int8", "xx_twner")], check=True)
+    subprocess.run(pip + [str(wheel(project, name)) for name in ("en_twner", "en_twner_fp32", "xx_twner")], check=True)
     return venv
 
 
@@ -212,7 +212,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("order", ["en_twner,en_twner_int8", "en_twner_int8,en_twner", "xx_twner,en_twner", "en_twner_int8,xx_twner"])
+@pytest.mark.parametrize("order", ["en_twner,en_twner_fp32", "en_twner_fp32,en_twner", "xx_twner,en_twner", "en_twner_fp32,xx_twner"])
 def test_packages_load_in_one_process_next_to_spacy_twner(user_venv, workdir, run_dir, xx_run_dir, order):
     import spacy
 
@@ -220,12 +220,12 @@ def test_packages_load_in_one_process_next_to_spacy_twner(user_venv, workdir, ru
                          cwd=workdir, env=user_env(user_venv), capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    runtimes = {"en_twner": False, "en_twner_int8": True, "xx_twner": False}
+    runtimes = {"en_twner": True, "en_twner_fp32": False, "xx_twner": False}
     assert {name: result["runtime"] for name, result in loaded.items()} == {name: runtimes[name] for name in loaded}
     for result in loaded.values():
         assert result["pipe_names"] == ["transformer", "ner", "sentence_embedder"]
         assert -1.0 <= result["similarity"] <= 1.0
-    directories = {"en_twner": run_dir / "model-final", "xx_twner": xx_run_dir / "model-final"}
+    directories = {"en_twner": run_dir / "model-int8", "en_twner_fp32": run_dir / "model-final", "xx_twner": xx_run_dir / "model-final"}
     for name in set(loaded) & set(directories):
         expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(directories[name]).pipe(TWEETS)]
         assert loaded[name]["ents"] == expected, name
@@ -238,12 +238,12 @@ def test_annotate_and_evaluate_by_package_name_give_the_packages_entities(user_v
     out = run_command(f"twner annotate en_twner tweets.txt {tmp_path / 'out.jsonl'}", workdir, env)
     assert out.returncode == 0, out.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
-    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-final").pipe(TWEETS)]
+    expected = [[[e.start_char, e.end_char, e.label_] for e in doc.ents] for doc in spacy.load(run_dir / "model-int8").pipe(TWEETS)]
     assert [[[e["start"], e["end"], e["label"]] for e in r["entities"]] for r in records] == expected
 
     convert = run_command(f"twner convert my-tweets.conll {tmp_path / 'my.spacy'}", workdir, env)
     assert convert.returncode == 0, convert.stderr[-2000:]
-    scored = run_command(f"twner evaluate en_twner_int8 {tmp_path / 'my.spacy'} --output {tmp_path / 'scores.json'} --speed-passes 0", workdir, env)
+    scored = run_command(f"twner evaluate en_twner_fp32 {tmp_path / 'my.spacy'} --output {tmp_path / 'scores.json'} --speed-passes 0", workdir, env)
     assert scored.returncode == 0, scored.stderr[-4000:]
     metrics = json.loads((tmp_path / "scores.json").read_text())
-    assert metrics["model"] == "en_twner_int8" and 0.0 <= metrics["ents_f"] <= 1.0
+    assert metrics["model"] == "en_twner_fp32" and 0.0 <= metrics["ents_f"] <= 1.0

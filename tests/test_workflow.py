@@ -3,8 +3,8 @@
 `spacy project run all` converts, looks at the data, filters the unlabeled
 tweets, adapts the backbone (a few masked-LM steps), trains (60 train+dev /
 30 dev tweets, a few steps), distills, tunes the embedder's head, assembles,
-converts en_twner_int8's transformer to ONNX Runtime int8, evaluates and
-packages en_twner and en_twner_int8; the wheels then go into a
+converts en_twner's transformer to ONNX Runtime int8, evaluates and
+packages en_twner and en_twner_fp32; the wheels then go into a
 fresh virtual environment without spacy_twner and are loaded there, each in
 its own process, with HF_HUB_OFFLINE=1 and socket creation made to raise.
 """
@@ -89,7 +89,7 @@ def test_workflow_writes_test_metrics_per_type_with_calibration(project):
     int8 = json.loads((project / "metrics" / "wnut17-trf-int8.json").read_text())
     assert int8["model"] == "training/wnut17-trf/model-int8" and "int8" in int8["changes"]
     check = json.loads((project / "metrics" / "xx-check-wnut17-trf.json").read_text())  # the non-English check set
-    assert check["data"] == "corpus/xx-check" and check["n_docs"] == 200 and check["model"] == "training/wnut17-trf/model-final"
+    assert check["data"] == "corpus/xx-check" and check["n_docs"] == 200 and check["model"] == "training/wnut17-trf/model-int8"
     data = json.loads((project / "metrics" / "data-wnut17.json").read_text())
     assert data["wnut17-train"]["tweets"] == 3394 and (project / "metrics" / "data-wnut17.png").is_file()
 
@@ -112,8 +112,8 @@ def test_workflow_adapts_the_backbone_on_filtered_tweets(project):
 
 def test_workflow_trains_on_train_and_dev_and_ships_model_last(project, run_dir):
     """The default: train+dev with the step count chosen on dev, then model-last,
-    shipped with its transformer in torch (en_twner) and ONNX Runtime int8
-    (en_twner_int8)."""
+    shipped with its transformer in ONNX Runtime int8, one call per sequence
+    (en_twner), and in torch (en_twner_fp32)."""
     corpus = project / "corpus" / "wnut17-train+dev"
     assert sorted(p.name for p in corpus.iterdir()) == ["wnut17-dev.spacy", "wnut17-train.spacy"]
     config = spacy.util.load_config(run_dir / "model-last" / "config.cfg")
@@ -123,7 +123,7 @@ def test_workflow_trains_on_train_and_dev_and_ships_model_last(project, run_dir)
     runtime = {name: spacy.util.load_config(run_dir / name / "config.cfg")["components"]["transformer"]["model"]["runtime"]
                for name in ("model-final", "model-int8")}  # fmt: skip
     assert runtime == {"model-final": {"@misc": "spacy_twner.TorchRuntime.v1", "quantize": False},
-                       "model-int8": {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True}}  # fmt: skip
+                       "model-int8": {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True, "per_sequence": True}}  # fmt: skip
 
 
 def test_workflow_tunes_the_head_and_scores_the_shipped_embedder_beside_its_peers(project):
@@ -144,13 +144,13 @@ def test_workflow_tunes_the_head_and_scores_the_shipped_embedder_beside_its_peer
 
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory, project, xx_project):
-    """A new virtual environment with the en_twner, en_twner_int8 and xx_twner wheels, without spacy_twner."""
+    """A new virtual environment with the en_twner, en_twner_fp32 and xx_twner wheels, without spacy_twner."""
     venv = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     # torch first and pinned: left to the resolver it would fetch a CUDA build.
     subprocess.run(pip + ["torch==2.13.0"], check=True)
-    wheels = [project / "packages" / f"{name}-{VERSION}" / "dist" / f"{name}-{VERSION}-py3-none-any.whl" for name in ("en_twner", "en_twner_int8", "xx_twner")]
+    wheels = [project / "packages" / f"{name}-{VERSION}" / "dist" / f"{name}-{VERSION}-py3-none-any.whl" for name in ("en_twner", "en_twner_fp32", "xx_twner")]
     subprocess.run(pip + [str(w) for w in wheels], check=True)
     return venv
 
@@ -165,7 +165,7 @@ def load_in_venv(venv: Path, packages: str, cwd: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("package,pipeline,runtime", [("en_twner", "model-final", ["torch", False]), ("en_twner_int8", "model-int8", ["onnxruntime", True])])
+@pytest.mark.parametrize("package,pipeline,runtime", [("en_twner", "model-int8", ["onnxruntime", True]), ("en_twner_fp32", "model-final", ["torch", False])])
 def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir, fresh_venv, tmp_path, package, pipeline, runtime):
     wheel = project / "packages" / f"{package}-{VERSION}" / "dist" / f"{package}-{VERSION}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as z:
@@ -181,7 +181,7 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
     required = {r.split(">")[0].split("=")[0] for r in meta["requirements"]}
     assert "spacy-transformers" in required and "sentence-transformers" not in required  # USE-m runs without it
-    assert ("onnxruntime" in required) == (package == "en_twner_int8")
+    assert ("onnxruntime" in required) == (package == "en_twner")
     assert meta["url"] and meta["licenses"]["code"] == "MIT" and "Apache-2.0" in meta["licenses"]["weights"]
     assert "ents_per_type" in meta["performance"] and meta["sources"] and licence
     for section in ("## Intended use", "## Limitations", "## Citation", "Yang et al.", "| person |"):
@@ -204,8 +204,8 @@ def test_xx_twner_loads_offline_next_to_en_twner_without_spacy_twner(fresh_venv,
     each predicts what its pipeline directory predicts."""
     loaded = load_in_venv(fresh_venv, "xx_twner,en_twner", tmp_path)
     assert loaded["xx_twner"]["meta"]["lang"] == "xx" and loaded["xx_twner"]["runtime"] == ["torch", False]
-    for name, directory in (("xx_twner", xx_run_dir), ("en_twner", run_dir)):
-        expected, docs = predict(spacy.load(directory / "model-final"), TWEETS)
+    for name, directory in (("xx_twner", xx_run_dir / "model-final"), ("en_twner", run_dir / "model-int8")):
+        expected, docs = predict(spacy.load(directory), TWEETS)
         assert [d["ents"] for d in loaded[name]["docs"]] == expected, name
         for doc, want in zip(loaded[name]["docs"], docs):
             assert doc["embedding"] == pytest.approx(want._.embedding.tolist(), abs=1e-5)

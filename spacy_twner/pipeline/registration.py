@@ -3,7 +3,7 @@
 This folder exists in several copies in one environment: spacy_twner's own
 (imported through its `spacy_factories` entry points whenever spaCy creates a
 Language) and one inside each model package (`spacy package --code` copies it
-into en_twner and en_twner_int8, so that they load without spacy_twner).
+into en_twner and en_twner_fp32, so that they load without spacy_twner).
 spaCy keeps one factory per name and process, and refuses a second function
 under a taken name (E004). The copies are one component, so the first copy
 imported registers it and later copies use that registration:

@@ -5,9 +5,10 @@ one at a time, and the tweets whose entities differ are counted.
   python benchmarks/determinism.py training/wnut16-trf/model-final training/wnut16-trf/model-int8 \\
       --tweets assets/tweets-unlabeled --n 400 --output docs/runs/determinism.json
 
-Float pipelines should give 0: each tweet's computation is its own. ONNX
-Runtime's dynamic int8 quantization scales activations per batch, so a
-tweet's entities can depend on the tweets beside it.
+Float pipelines should give 0: each tweet's computation is its own; so
+should int8 called per sequence (en_twner). ONNX Runtime's dynamic int8 on a
+padded batch (`twner optimize --int8 --batched`) scales activations per
+batch, so a tweet's entities can depend on the tweets beside it.
 """
 import json
 from datetime import date

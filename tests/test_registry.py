@@ -150,7 +150,7 @@ def test_pipeline_files_load_as_a_package_without_spacy_twner(tmp_path):
 
 
 @pytest.mark.parametrize("imports,first", [
-    ("import en_a, en_b", "en_a.entity_recognizer"),  # two model packages (en_twner, en_twner_int8)
+    ("import en_a, en_b", "en_a.entity_recognizer"),  # two model packages (en_twner, en_twner_fp32)
     ("import en_b, en_a", "en_b.entity_recognizer"),
     ("import spacy_twner.pipeline.entity_recognizer, en_a, en_b", "spacy_twner.pipeline.entity_recognizer"),
     ("import en_a; import spacy_twner.pipeline.entity_recognizer", "en_a.entity_recognizer"),  # spacy.load("en_twner") next to the plugin

@@ -211,19 +211,20 @@ def test_xx_twner_loads_offline_next_to_en_twner_without_spacy_twner(fresh_venv,
             assert doc["embedding"] == pytest.approx(want._.embedding.tolist(), abs=1e-5)
 
 
-def test_repackaging_leaves_nothing_stale_in_the_wheel(project, run_dir):
-    """A second package run ships exactly the pipeline, not an earlier build's files."""
-    model = run_dir / "model-final"
-    stale = project / "packages" / f"en_twner-{VERSION}" / "build" / "lib" / "en_twner" / f"en_twner-{VERSION}"
+def test_repackaging_leaves_nothing_stale_in_the_wheel(project, run_dir, tmp_path):
+    """A second package run ships exactly the pipeline, not an earlier build's
+    files (into its own folder: the workflow's wheels stay as built)."""
+    model = run_dir / "model-int8"
+    stale = tmp_path / f"en_twner-{VERSION}" / "build" / "lib" / "en_twner" / f"en_twner-{VERSION}"
     stale.mkdir(parents=True, exist_ok=True)
     (stale / "stale-weights.bin").write_bytes(b"x" * 1024)
     subprocess.run(
-        [sys.executable, "-m", "spacy_twner", "package", str(model), str(project / "metrics" / "wnut17-trf.json"),
-         str(project / "packages"), "--template", str(project / "configs" / "meta.json"),
+        [sys.executable, "-m", "spacy_twner", "package", str(model), str(project / "metrics" / "wnut17-trf-int8.json"),
+         str(tmp_path), "--template", str(project / "configs" / "meta.json"),
          "--template", str(project / "configs" / "meta-en.json"), "--card", str(project / "configs" / "model-card.md"), "--name", "twner", "--version", VERSION],
         check=True, cwd=project,
     )  # fmt: skip
-    wheel = project / "packages" / f"en_twner-{VERSION}" / "dist" / f"en_twner-{VERSION}-py3-none-any.whl"
+    wheel = tmp_path / f"en_twner-{VERSION}" / "dist" / f"en_twner-{VERSION}-py3-none-any.whl"
     prefix = f"en_twner/en_twner-{VERSION}/"
     with zipfile.ZipFile(wheel) as z:
         shipped = {n[len(prefix):] for n in z.namelist() if n.startswith(prefix)}

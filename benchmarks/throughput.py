@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
-from spacy_twner.annotate import RUNTIME_KEY
+from spacy_twner.annotate import runtime_config
 from spacy_twner.corpus import read_texts
 
 OPTIONS: Dict[str, Dict[str, Any]] = {
@@ -45,9 +45,9 @@ OPTIONS: Dict[str, Dict[str, Any]] = {
     "torch": {"what": "what en_twner_fp32 ships: torch float32", "model": "model-final"},
     "default": {"what": "what en_twner ships: ONNX Runtime int8, one call per sequence", "model": "model-int8"},
     "onnxruntime": {"what": "en_twner_fp32 with its transformer in ONNX Runtime float32, one call per sequence (exported on load)", "model": "model-final",
-                    "config": {RUNTIME_KEY: {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": False, "per_sequence": True}}},
+                    "config": runtime_config("onnxruntime", per_sequence=True)},
     "int8-batched": {"what": "the default with one padded call per batch (en_twner_int8 0.2.0)", "model": "model-int8",
-                     "config": {RUNTIME_KEY: {"@misc": "spacy_twner.OnnxRuntime.v1", "quantize": True, "per_sequence": False}}},
+                     "config": runtime_config("onnxruntime", int8=True, per_sequence=False)},
     "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-int8",
                       "config": {"components.ner.confidence_beam_width": 0}},  # fmt: skip
     "no-embedder": {"what": "the default without its sentence_embedder", "model": "model-int8", "exclude": ["sentence_embedder"]},

@@ -62,11 +62,11 @@ def runtime_config(runtime: str, int8: bool = False, per_sequence: Optional[bool
     return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8, "per_sequence": per_sequence}}
 
 
-def convert_runtime(model: str, output_path: Path, runtime: str, int8: bool = False, per_sequence: Optional[bool] = None) -> None:
-    """Save a copy of the pipeline whose transformer runs on runtime (int8 weights if int8)."""
+def convert_runtime(model: str, output_path: Path, config: Dict[str, Any]) -> None:
+    """Save a copy of the pipeline loaded with config (from runtime_config)."""
     import spacy
 
-    spacy.load(model, config=runtime_config(runtime, int8, per_sequence)).to_disk(output_path)
+    spacy.load(model, config=config).to_disk(output_path)
 
 
 def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:

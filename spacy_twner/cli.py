@@ -477,12 +477,13 @@ def optimize(
     The runtime (the config's `[components.transformer.model.runtime]`) and its
     weights (safetensors, or an ONNX graph) are saved with the pipeline, so
     `twner package` ships them."""
-    from .annotate import convert_runtime
+    from .annotate import convert_runtime, runtime_config
 
     try:
-        convert_runtime(model, output_path, runtime.value, int8, per_sequence)
+        config = runtime_config(runtime.value, int8, per_sequence)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--per-sequence") from None
+    convert_runtime(model, output_path, config)
     msg.good(f"Saved the pipeline ({runtime.value}{', int8' if int8 else ''}) to {output_path}")
 
 

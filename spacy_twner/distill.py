@@ -264,9 +264,10 @@ class UseM:
 
 
 class ComponentEncoder:
-    """The encoder of a twner_sentence_embedder: from a pipeline directory, or
-    built from a config's `[components.sentence_embedder]` block and
-    initialized (e.g. configs/assemble.cfg: what en_twner ships)."""
+    """A twner_sentence_embedder as the pipeline runs it (its preprocess and
+    encoder): from a pipeline directory, or built from a config's
+    `[components.sentence_embedder]` block and initialized (e.g.
+    configs/assemble.cfg: what en_twner ships)."""
 
     def __init__(self, path: Path, overrides: Dict[str, Any]) -> None:
         import spacy
@@ -274,23 +275,23 @@ class ComponentEncoder:
 
         if path.is_dir():
             nlp = spacy.load(path, exclude=[name for name in spacy.util.load_config(path / "config.cfg")["nlp"]["pipeline"] if name != "sentence_embedder"])
-            self.encoder = nlp.get_pipe("sentence_embedder").encoder
+            self.component = nlp.get_pipe("sentence_embedder")
         else:
             block = dict(load_config(path, overrides=overrides, interpolate=True)["components"]["sentence_embedder"])
             nlp = spacy.blank("xx")
             nlp.add_pipe(block.pop("factory"), name="sentence_embedder", config=block)
-            self.encoder = nlp.get_pipe("sentence_embedder").encoder
-            self.encoder.initialize()
+            self.component = nlp.get_pipe("sentence_embedder")
+            self.component.initialize()
 
     def encode(self, texts: Sequence[str], batch_size: int = 256, **kwargs: Any):
         import numpy
 
-        chunks = [self.encoder.encode(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        chunks = [self.component.encode(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
         return numpy.concatenate(chunks).astype("float32")
 
     def bytes_on_disk(self) -> int:
         with tempfile.TemporaryDirectory() as tmp:
-            self.encoder.to_disk(Path(tmp) / "model")
+            self.component.encoder.to_disk(Path(tmp) / "model")
             return model_size(Path(tmp))
 
 

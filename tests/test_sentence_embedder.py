@@ -424,3 +424,48 @@ def test_the_head_never_trains_on_a_dev_or_test_sentence(assets_dir):
     assert counts["rows_kept"] < counts["rows"] and len(first) == len(second) == len(gold) == 7 * counts["rows_kept"]
     assert not (set(first) | set(second)) & held_out_texts(stsb, ["it", "de"])
     assert 0.0 <= min(gold) and max(gold) <= 1.0
+
+
+# --- what the encoder reads ---
+
+def test_links_are_left_out_of_what_the_embedder_reads_and_null_keeps_them():
+    """By default a tweet and the same tweet with a link get the same vector
+    (in the doc, its entities and `doc.similarity`); a tweet that is only a
+    link keeps it; `preprocess = null` embeds the text as it is."""
+    nlp = use_m_pipeline()
+    tweet, linked = "Great game tonight at the Garden", "Great game tonight at the Garden https://t.co/B1AxZpTxpB"
+    truncated = "Great game tonight at the Garden https://t.co/B1…"
+    a, b, c = nlp.pipe([tweet, linked, truncated])
+    assert numpy.array_equal(a._.embedding, b._.embedding) and numpy.array_equal(a._.embedding, c._.embedding)
+    only_links = nlp.pipe(["https://t.co/B1AxZpTxpB", "https://t.co/nSEqjAl4O8", ""])
+    one, other, empty = [d._.embedding for d in only_links]
+    assert not numpy.array_equal(one, other) and not numpy.array_equal(one, empty)
+    raw = spacy.blank("xx")
+    raw.add_pipe(FACTORY, name="sentence_embedder", config={"model": {"@misc": "spacy_twner.UseMultilingual.v1"}, "preprocess": None})
+    raw.initialize()
+    d, e = raw.pipe([tweet, linked])
+    assert numpy.allclose(d._.embedding, a._.embedding, atol=1e-6) and not numpy.allclose(e._.embedding, b._.embedding, atol=1e-3)
+    assert raw.get_pipe("sentence_embedder").preprocess is None
+
+
+def test_unrelated_tweets_that_both_carry_a_link_look_no_more_alike_than_others(assets_dir):
+    """Random pairs of different unlabeled tweets: with links read, pairs in
+    which both carry one are much more alike than pairs in which neither does;
+    left out (the default), the excess is gone."""
+    from spacy_twner.corpus import read_texts
+    from spacy_twner.pipeline.sentence_embedder import URL
+
+    texts = [t for t in read_texts(assets_dir / "tweets-unlabeled") if t.strip()][:600]
+    has = numpy.array([bool(URL.search(t)) for t in texts])
+    rng = numpy.random.default_rng(0)
+    i, j = rng.integers(0, len(texts), 6000), rng.integers(0, len(texts), 6000)
+    both, neither = (i != j) & has[i] & has[j], (i != j) & ~has[i] & ~has[j]
+    assert both.sum() > 300 and neither.sum() > 300
+    component = use_m_pipeline().get_pipe("sentence_embedder")
+    excess = {}
+    for name, preprocess in (("as-is", None), ("default", component.preprocess)):
+        component.preprocess = preprocess
+        vectors = component.encode(texts)
+        cosine = (vectors[i] * vectors[j]).sum(axis=1)
+        excess[name] = cosine[both].mean() - cosine[neither].mean()
+    assert excess["as-is"] > 0.05 and abs(excess["default"]) < 0.03, excess

@@ -2,8 +2,9 @@
 web addresses (`[components.sentence_embedder] preprocess`)? For each
 setting, on N unlabeled tweets: the encoder's tokens per tweet, its speed
 (tweets/s, the component's `encode` on batches of 64 texts, as `pipe`
-calls it; a freshly loaded pipeline per round, so no cache is warm) and the mean cosine of random pairs of different
-tweets, split by whether both, one or neither carry a link. Unrelated
+calls it; a freshly loaded pipeline per round, so no cache is warm) and
+the mean cosine of random pairs of different tweets, split by whether both,
+one or neither carry a link. Unrelated
 tweets should not look alike because both carry a link.
 
   python benchmarks/embedder_text.py training/wnut16-trf/model-int8 --tweets assets/tweets-unlabeled \\

@@ -62,11 +62,30 @@ def runtime_config(runtime: str, int8: bool = False, per_sequence: Optional[bool
     return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8, "per_sequence": per_sequence}}
 
 
-def convert_runtime(model: str, output_path: Path, config: Dict[str, Any]) -> None:
-    """Save a copy of the pipeline loaded with config (from runtime_config)."""
+def convert_runtime(model: str, output_path: Path, config: Dict[str, Any], calibration: Iterable[str] = (), strength: float = 0.0) -> None:
+    """Save a copy of the pipeline loaded with config (from runtime_config).
+    strength > 0 (onnxruntime int8 only): the int8 graph is quantized after
+    SmoothQuant with that alpha, its activation maxima from the calibration
+    texts run through the float graph."""
     import spacy
 
-    spacy.load(model, config=config).to_disk(output_path)
+    from .pipeline.onnx_runtime import OnnxTransformer, quantize_int8, smooth
+
+    def onnx_transformer(nlp: Language) -> OnnxTransformer:
+        return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+
+    nlp = spacy.load(model, config=config)
+    if strength:
+        settings = config[RUNTIME_KEY]
+        if settings["@misc"] != RUNTIMES["onnxruntime"] or not settings["quantize"]:
+            raise ValueError("smoothing is a step of the onnxruntime int8 conversion (--runtime onnxruntime --int8)")
+        float_nlp = spacy.load(model, config={RUNTIME_KEY: {**settings, "quantize": False}})
+        source = onnx_transformer(float_nlp)
+        with source.recording() as feeds:
+            for _ in float_nlp.pipe(calibration, disable=[name for name in float_nlp.pipe_names if name != "transformer"]):
+                pass
+        onnx_transformer(nlp).use_graph(quantize_int8(smooth(source.graph, feeds, strength)))
+    nlp.to_disk(output_path)
 
 
 def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:

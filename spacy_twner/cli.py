@@ -471,19 +471,32 @@ def optimize(
     runtime: Runtime = typer.Option(Runtime.onnxruntime, "--runtime", help="onnxruntime: fused encoder ops; torch: plain PyTorch"),
     int8: bool = typer.Option(False, "--int8", help="int8 weights: per output channel (onnxruntime) or per tensor (torch)"),
     per_sequence: Optional[bool] = typer.Option(None, "--per-sequence/--batched", help="onnxruntime: one unpadded call per text (its default: a text's entities do not depend on its batch) or one padded call per batch"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="onnxruntime int8: training texts (DocBin, CoNLL, text file or folder; never test) whose activation maxima smooth the graph before quantizing", exists=True),
+    calibrate_limit: int = typer.Option(500, "--calibrate-limit", help="How many of those texts to run"),
+    smooth: float = typer.Option(0.8, "--smooth", help="SmoothQuant strength alpha in (0, 1] used with --calibrate: how much of an input channel's range moves into its weights"),
 ) -> None:
     """Save a copy of a pipeline whose transformer runs on another runtime, for CPU inference.
 
     The runtime (the config's `[components.transformer.model.runtime]`) and its
     weights (safetensors, or an ONNX graph) are saved with the pipeline, so
     `twner package` ships them."""
+    from itertools import islice
+
     from .annotate import convert_runtime, runtime_config
+    from .corpus import read_texts
 
     try:
         config = runtime_config(runtime.value, int8, per_sequence)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--per-sequence") from None
-    convert_runtime(model, output_path, config)
+    if calibrate is not None and not (int8 and runtime == Runtime.onnxruntime):
+        raise typer.BadParameter("calibration smooths the onnxruntime int8 graph: add --int8 (and --runtime onnxruntime)", param_hint="--calibrate")
+    if calibrate is not None and not 0.0 < smooth <= 1.0:
+        raise typer.BadParameter(f"{smooth}: the strength is in (0, 1]", param_hint="--smooth")
+    texts = list(islice(read_texts(calibrate), calibrate_limit)) if calibrate is not None else []
+    if calibrate is not None and not texts:
+        raise typer.BadParameter(f"{calibrate}: no texts in it", param_hint="--calibrate")
+    convert_runtime(model, output_path, config, calibration=texts, strength=smooth if texts else 0.0)
     msg.good(f"Saved the pipeline ({runtime.value}{', int8' if int8 else ''}) to {output_path}")
 
 

@@ -12,7 +12,7 @@ import spacy
 
 from spacy_twner.annotate import BadLine, Counts, Record, annotate_records, read_records, runtime_config, set_sort_buffer
 
-from .conftest import twner
+from .conftest import twner, wnut_file
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,51 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
         assert run.returncode == 0, run.stderr
     assert read_jsonl(tmp_path / "out2.jsonl") == read_jsonl(tmp_path / "out1.jsonl")
     assert sum(len(r["entities"]) for r in read_jsonl(tmp_path / "out1.jsonl")) > 0
+
+
+def test_calibrated_int8_keeps_the_float_function_and_lands_closer_to_float(model_dir, tweets, assets_dir, tmp_path):
+    """SmoothQuant: the migration alone changes nothing in float; quantized, the
+    states of tweets it was not calibrated on are nearer float32's than plain
+    int8's, and the calibrated graph is saved and reloaded like any int8 one."""
+    import numpy as np
+
+    from spacy_twner.pipeline.onnx_runtime import smooth
+
+    train = wnut_file(assets_dir, "wnut17", "train")
+    run = twner("optimize", str(model_dir), str(tmp_path / "smoothed"), "--runtime", "onnxruntime", "--int8",
+                "--calibrate", str(train), "--calibrate-limit", "200")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    run = twner("optimize", str(model_dir), str(tmp_path / "plain"), "--runtime", "onnxruntime", "--int8")
+    assert run.returncode == 0, run.stderr
+    float_nlp = spacy.load(model_dir, config=runtime_config("onnxruntime"))
+    texts = tweets[30:90]  # unlabeled tweets, not the calibration text
+
+    def states(nlp):
+        return [np.asarray(d._.trf_data.model_output.last_hidden_state) for d in nlp.pipe(texts)]
+
+    reference = states(float_nlp)
+
+    def error(nlp):
+        return float(np.mean([np.abs(a - b).mean() for a, b in zip(states(nlp), reference)]))
+
+    smoothed, plain = spacy.load(tmp_path / "smoothed"), spacy.load(tmp_path / "plain")
+    assert smoothed.config["components"]["transformer"]["model"]["runtime"] == plain.config["components"]["transformer"]["model"]["runtime"]
+    smoothed_error, plain_error = error(smoothed), error(plain)
+    assert smoothed_error < 0.9 * plain_error, (smoothed_error, plain_error)
+    smoothed.to_disk(tmp_path / "again")
+    assert all(np.array_equal(a, b) for a, b in zip(states(spacy.load(tmp_path / "again")), states(smoothed)))
+
+    # the migration alone (no quantization) computes what the float graph did
+    source = float_nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    with source.recording() as feeds:
+        list(float_nlp.pipe(texts[:20]))
+    assert len(feeds) >= 20
+    source.use_graph(smooth(source.graph, feeds, 0.8))
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(states(float_nlp), reference))
+
+    # calibration is a step of the int8 conversion: without --int8 it is an error, not ignored
+    run = twner("optimize", str(model_dir), str(tmp_path / "float"), "--runtime", "onnxruntime", "--calibrate", str(train))
+    assert run.returncode != 0 and "add --int8" in " ".join(run.stderr.replace("│", " ").split())
 
 
 def test_int8_default_gives_a_tweet_the_same_output_alone_and_in_any_batch(model_dir, tweets, tmp_path):

@@ -7,6 +7,12 @@ with `quantize`, its MatMul weights made int8 with one scale per output
 channel. Float32 gives torch's entities; int8 trades a little accuracy for
 speed.
 
+An int8 graph can be calibrated (`twner optimize --calibrate`): a few hundred
+training texts give each MatMul input's per-channel maxima, and the channels
+with outliers are scaled down before quantizing, their weights' rows up by
+the same factor (SmoothQuant, Xiao et al. 2023): the product is unchanged in
+float, but one uint8 scale per call then fits every channel of the input.
+
 With `per_sequence`, each sequence runs alone without its padding: int8's
 activation scales are computed per call, so batched they would let a tweet's
 entities change with its batch-mates; alone they depend on the tweet only, and
@@ -19,9 +25,10 @@ bit. Either way a protobuf and tensors, nothing that runs code on load.
 
 Ships inside en_twner: imports nothing from spacy_twner.
 """
+import contextlib
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy
 from spacy.util import make_tempdir, registry
@@ -82,7 +89,20 @@ class OnnxTransformer(Module):
         if get_torch_default_device().type != "cpu":
             raise ValueError("an onnxruntime transformer runs on the CPU only; load the pipeline without a GPU")
         self.graph, self.config, self.float_state, self.per_sequence = graph, config, float_state, per_sequence
-        self._session, self._pid = None, None
+        self._session, self._pid, self._recorded = None, None, None
+
+    def use_graph(self, graph: bytes) -> None:
+        """Run another graph of the same model (a calibrated int8 one)."""
+        self.graph, self.float_state, self._session, self._pid = graph, None, None, None
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[List[Dict[str, numpy.ndarray]]]:
+        """Collect each sequence's session inputs, unpadded, while it runs (calibration)."""
+        self._recorded = []
+        try:
+            yield self._recorded
+        finally:
+            self._recorded = None
 
     def session(self):
         """The session of this process: one made before a fork (nlp.pipe with
@@ -114,19 +134,22 @@ class OnnxTransformer(Module):
         feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         session = self.session()
         inputs = {i.name: feed[i.name].long().numpy() for i in session.get_inputs()}
+        mask = feed["attention_mask"].bool().numpy()
+        # padding on either side: each row's own positions
+        rows = [(row, keep, {k: v[row : row + 1, keep] for k, v in inputs.items()}) for row, keep in enumerate(mask) if keep.any()]
+        if self._recorded is not None:
+            self._recorded.extend(inputs for _, _, inputs in rows)
         if not self.per_sequence:
             (hidden,) = session.run(["last_hidden_state"], inputs)
             return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
-        mask = feed["attention_mask"].bool().numpy()
         hidden = numpy.zeros(mask.shape + (self.config.hidden_size,), dtype=numpy.float32)
-        for row, keep in enumerate(mask):  # padding on either side: the row's own positions
-            if keep.any():
-                hidden[row, keep] = session.run(["last_hidden_state"], {k: v[row : row + 1, keep] for k, v in inputs.items()})[0][0]
+        for row, keep, row_inputs in rows:
+            hidden[row, keep] = session.run(["last_hidden_state"], row_inputs)[0][0]
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
 
     def __getstate__(self) -> Dict[str, Any]:
         # A session does not pickle (a spawned process): the next call makes one.
-        return {**self.__dict__, "_session": None, "_pid": None}
+        return {**self.__dict__, "_session": None, "_pid": None, "_recorded": None}
 
 
 def export_onnx(transformer, quantize: bool) -> bytes:
@@ -134,8 +157,6 @@ def export_onnx(transformer, quantize: bool) -> bytes:
     and length, encoder ops fused for the CPU, MatMul weights int8 per channel
     if quantize."""
     import torch
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
     class LastHiddenState(torch.nn.Module):
@@ -164,13 +185,68 @@ def export_onnx(transformer, quantize: bool) -> bytes:
             num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
         )  # fmt: skip
         optimized.save_model_to_file(str(tmp / "optimized.onnx"))
-        path = tmp / "optimized.onnx"
-        if quantize:
-            # Shape inference cannot type the fused (com.microsoft) ops' outputs: they are float.
-            extra = {"DefaultTensorType": TensorProto.FLOAT}
-            quantize_dynamic(
-                path, tmp / "int8.onnx", op_types_to_quantize=["MatMul", "Attention"],
-                per_channel=True, weight_type=QuantType.QInt8, extra_options=extra,
-            )  # fmt: skip
-            path = tmp / "int8.onnx"
-        return path.read_bytes()
+        graph = (tmp / "optimized.onnx").read_bytes()
+    return quantize_int8(graph) if quantize else graph
+
+
+def quantize_int8(graph: bytes) -> bytes:
+    """A float graph's MatMul and Attention weights int8, one scale per output
+    channel; their inputs uint8 with a scale per call (dynamic)."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with make_tempdir() as tmp:
+        (tmp / "float.onnx").write_bytes(graph)
+        # Shape inference cannot type the fused (com.microsoft) ops' outputs: they are float.
+        extra = {"DefaultTensorType": TensorProto.FLOAT}
+        quantize_dynamic(
+            tmp / "float.onnx", tmp / "int8.onnx", op_types_to_quantize=["MatMul", "Attention"],
+            per_channel=True, weight_type=QuantType.QInt8, extra_options=extra,
+        )  # fmt: skip
+        return (tmp / "int8.onnx").read_bytes()
+
+
+def smooth(graph: bytes, feeds: Sequence[Dict[str, numpy.ndarray]], alpha: float) -> bytes:
+    """The float graph with SmoothQuant's migration, for quantize_int8: for each
+    MatMul/Attention input channel j, s_j = max|x_j|**alpha / max|W_j|**(1 -
+    alpha) over the calibration feeds; x_j is divided by s_j (a Mul before the
+    op, which stays float) and row j of W multiplied by it, so in float the
+    graph computes what it did."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not feeds:
+        raise ValueError("smoothing needs calibration inputs: no texts were run")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"smoothing strength alpha must be in (0, 1], got {alpha}")
+    model = onnx.load_from_string(graph)
+    targets = [node for node in model.graph.node if node.op_type in ("MatMul", "Attention")]
+    weights = {init.name: init for init in model.graph.initializer}
+    targets = [node for node in targets if node.input[1] in weights]
+    probed = onnx.load_from_string(graph)  # the same graph, its targets' inputs as outputs too
+    names = list(dict.fromkeys(node.input[0] for node in targets))
+    probed.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(probed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed_names = {i.name for i in session.get_inputs()}
+    peak = {name: 0.0 for name in names}
+    for feed in feeds:
+        for name, value in zip(names, session.run(names, {k: v for k, v in feed.items() if k in feed_names})):
+            peak[name] = numpy.maximum(peak[name], numpy.abs(value).reshape(-1, value.shape[-1]).max(axis=0))
+    nodes, smoothed_ids = [], {id(node) for node in targets}
+    for node in model.graph.node:
+        if id(node) in smoothed_ids:
+            weight = numpy_helper.to_array(weights[node.input[1]])
+            scale = numpy.maximum(peak[node.input[0]], 1e-5) ** alpha / numpy.maximum(numpy.abs(weight).max(axis=1), 1e-5) ** (1 - alpha)
+            weights[node.input[1]].CopyFrom(numpy_helper.from_array((weight * scale[:, None]).astype(numpy.float32), node.input[1]))
+            inverse = numpy_helper.from_array((1.0 / scale).astype(numpy.float32), f"{node.name}/smooth_scale")
+            model.graph.initializer.append(inverse)
+            smoothed = f"{node.name}/smoothed_input"
+            nodes.append(helper.make_node("Mul", [node.input[0], inverse.name], [smoothed], name=f"{node.name}/smooth"))
+            node.input[0] = smoothed
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model.SerializeToString()

@@ -497,7 +497,8 @@ def optimize(
     if calibrate is not None and not texts:
         raise typer.BadParameter(f"{calibrate}: no texts in it", param_hint="--calibrate")
     convert_runtime(model, output_path, config, calibration=texts, strength=smooth if texts else 0.0)
-    msg.good(f"Saved the pipeline ({runtime.value}{', int8' if int8 else ''}) to {output_path}")
+    smoothed = f", smoothed on {len(texts)} texts" if texts else ""
+    msg.good(f"Saved the pipeline ({runtime.value}{', int8' if int8 else ''}{smoothed}) to {output_path}")
 
 
 @app.command()

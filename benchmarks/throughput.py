@@ -15,6 +15,9 @@ Options (a run dir holds model-final and model-int8):
   sequence);
 - onnxruntime: model-final with its transformer in ONNX Runtime float32, one
   call per sequence (exported as the pipeline loads): the runtime, isolated;
+- int8-plain: the default's int8 graph without SmoothQuant's smoothing
+  (en_twner 0.3.0 before it; run dir's model-int8-plain, from
+  `twner optimize RUN/model-final RUN/model-int8-plain --runtime onnxruntime --int8`);
 - int8-batched: the default with one padded call per batch (en_twner_int8
   0.2.0's way): faster or not, and how much the batch moves the entities;
 - no-confidence: the default without the beam that scores entities;
@@ -46,6 +49,8 @@ OPTIONS: Dict[str, Dict[str, Any]] = {
     "default": {"what": "what en_twner ships: ONNX Runtime int8, one call per sequence", "model": "model-int8"},
     "onnxruntime": {"what": "en_twner_fp32 with its transformer in ONNX Runtime float32, one call per sequence (exported on load)", "model": "model-final",
                     "config": runtime_config("onnxruntime", per_sequence=True)},
+    "int8-plain": {"what": "the default without smoothing before int8 (en_twner 0.3.0 before)", "model": "model-int8-plain",
+                   "build": "twner optimize RUN/model-final RUN/model-int8-plain --runtime onnxruntime --int8"},
     "int8-batched": {"what": "the default with one padded call per batch (en_twner_int8 0.2.0)", "model": "model-int8",
                      "config": runtime_config("onnxruntime", int8=True, per_sequence=False)},
     "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-int8",
@@ -149,6 +154,13 @@ def main(
     from tqdm import tqdm
 
     results: Dict[str, Any] = {}
+    for name in options.split(","):  # before the first run: a missing model ends the benchmark at once
+        if name not in OPTIONS:
+            raise typer.BadParameter(f"{name!r}: options are {', '.join(OPTIONS)}", param_hint="--options")
+        setting = OPTIONS[name]
+        if setting["model"] not in ("old", "xx") and not (run_dir / setting["model"]).is_dir():
+            build = f"; build it with {setting['build']}" if "build" in setting else ""
+            raise typer.BadParameter(f"option {name}: no {run_dir / setting['model']}{build}", param_hint="--options")
     runs = [(r, name) for r in range(rounds) for name in options.split(",")]
     for round_, name in tqdm(runs, desc="options x rounds", unit=" run"):
         setting = OPTIONS[name]

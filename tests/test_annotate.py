@@ -232,12 +232,14 @@ def test_calibrated_int8_keeps_the_float_function_and_lands_closer_to_float(mode
     assert run.returncode != 0 and "add --int8" in " ".join(run.stderr.replace("│", " ").split())
 
 
-def test_int8_default_gives_a_tweet_the_same_output_alone_and_in_any_batch(model_dir, tweets, tmp_path):
+def test_int8_default_gives_a_tweet_the_same_output_alone_and_in_any_batch(model_dir, tweets, assets_dir, tmp_path):
     """int8 activations are scaled per call: one call per sequence makes a
-    tweet's states, entities and confidences its own; batched calls do not."""
+    tweet's states, entities and confidences its own; batched calls do not.
+    The graph is converted as the workflow converts en_twner's (smoothed)."""
     import numpy as np
 
-    run = twner("optimize", str(model_dir), str(tmp_path / "int8"), "--runtime", "onnxruntime", "--int8")
+    run = twner("optimize", str(model_dir), str(tmp_path / "int8"), "--runtime", "onnxruntime", "--int8",
+                "--calibrate", str(wnut_file(assets_dir, "wnut17", "train")), "--calibrate-limit", "100")  # fmt: skip
     assert run.returncode == 0, run.stderr
     nlp = spacy.load(tmp_path / "int8")
     texts = tweets[:40]

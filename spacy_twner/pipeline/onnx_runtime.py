@@ -135,10 +135,11 @@ class OnnxTransformer(Module):
         session = self.session()
         inputs = {i.name: feed[i.name].long().numpy() for i in session.get_inputs()}
         mask = feed["attention_mask"].bool().numpy()
-        # padding on either side: each row's own positions
-        rows = [(row, keep, {k: v[row : row + 1, keep] for k, v in inputs.items()}) for row, keep in enumerate(mask) if keep.any()]
+        rows = []  # (row, its own positions, its unpadded inputs): only where something reads them
+        if self.per_sequence or self._recorded is not None:
+            rows = [(row, keep, {k: v[row : row + 1, keep] for k, v in inputs.items()}) for row, keep in enumerate(mask) if keep.any()]
         if self._recorded is not None:
-            self._recorded.extend(inputs for _, _, inputs in rows)
+            self._recorded.extend(row_inputs for _, _, row_inputs in rows)
         if not self.per_sequence:
             (hidden,) = session.run(["last_hidden_state"], inputs)
             return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
@@ -221,9 +222,8 @@ def smooth(graph: bytes, feeds: Sequence[Dict[str, numpy.ndarray]], alpha: float
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"smoothing strength alpha must be in (0, 1], got {alpha}")
     model = onnx.load_from_string(graph)
-    targets = [node for node in model.graph.node if node.op_type in ("MatMul", "Attention")]
     weights = {init.name: init for init in model.graph.initializer}
-    targets = [node for node in targets if node.input[1] in weights]
+    targets = [node for node in model.graph.node if node.op_type in ("MatMul", "Attention") and node.input[1] in weights]
     probed = onnx.load_from_string(graph)  # the same graph, its targets' inputs as outputs too
     names = list(dict.fromkeys(node.input[0] for node in targets))
     probed.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)

@@ -64,7 +64,18 @@ def throughput_markdown(results: dict) -> str:
                      MISSING if same is None else f"{100 * same:.1f}%"))  # fmt: skip
     rounds = f", {machine['rounds']} rounds" if machine.get("rounds", 1) > 1 else ""
     note = f"\n\n{machine.get('tweets', '?')} tweets per option, {machine.get('cpus', '?')} CPUs{rounds}, {machine.get('date', '')}".rstrip(", ")
-    return _markdown(header, rows) + note
+    return _markdown(header, rows) + note + _embedder_cost(results)
+
+
+def _embedder_cost(results: dict) -> str:
+    """default / no-embedder tweets/s: the embedder's cost as a user feels it
+    (the ratio of the medians, and round by round, where the two ran in turn)."""
+    default, bare = results.get("default", {}), results.get("no-embedder", {})
+    if "tweets_per_s" not in default or "tweets_per_s" not in bare:
+        return ""
+    paired = [a / b for a, b in zip(default.get("tweets_per_s_rounds", []), bare.get("tweets_per_s_rounds", []))]
+    each = f" (round by round: {', '.join(f'{x:.3f}' for x in paired)})" if len(paired) > 1 else ""
+    return f"\n\ndefault / no-embedder, tweets/s: {default['tweets_per_s'] / bare['tweets_per_s']:.3f}{each}."
 
 
 def _with_rounds(record: dict, key: str, form: str) -> str:

@@ -11,13 +11,13 @@ from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-from spacy_twner.compare import compare_table
+from spacy_twner.compare import compare_table, throughput_markdown
 from spacy_twner.conll import read_conll, sentences_to_docs
 from spacy_twner.evaluation import (
     aligned_spans, bootstrap_intervals, count_matches, error_kinds, evaluate_examples,
 )  # fmt: skip
 
-from .conftest import wnut_file
+from .conftest import ROOT, wnut_file
 
 
 def example(words, gold_tags, pred_tags):
@@ -168,3 +168,13 @@ def test_info_may_not_overwrite_what_the_record_sets(tmp_path):
     )  # fmt: skip
     assert run.returncode == 1 and "--info model=...: the record sets model itself" in run.stdout + run.stderr
     assert not out.exists()
+
+
+def test_throughput_table_states_default_over_no_embedder_round_by_round():
+    """The embedder's cost as the issue's bar reads it (ratio of the medians),
+    with each round's pair beside it, from a committed record."""
+    record = json.loads((ROOT / "docs/runs/throughput-4.json").read_text())
+    text = throughput_markdown(record)
+    assert "default / no-embedder, tweets/s: 0.881 (round by round: 1.009, 0.835, 0.868, 0.862, 0.886, 0.897)." in text
+    del record["no-embedder"]
+    assert "no-embedder, tweets/s" not in throughput_markdown(record)

@@ -12,14 +12,13 @@ batch, so a tweet's entities can depend on the tweets beside it.
 """
 import json
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from typing import Dict, List
 
 import typer
 from tqdm import tqdm
 
-from spacy_twner.corpus import read_texts
+from spacy_twner.corpus import first_texts
 
 SKIP = 5000  # past the tweets benchmarks/throughput.py annotates
 
@@ -35,7 +34,7 @@ def main(
 ) -> None:
     import spacy
 
-    texts = list(islice((t for t in read_texts(tweets_dir) if t.strip()), SKIP, SKIP + n))
+    texts = first_texts(tweets_dir, n, skip=SKIP)
     results: Dict[str, Dict] = {}
     for model in models:
         nlp = spacy.load(model, exclude=["sentence_embedder"])

@@ -20,14 +20,13 @@ import json
 import os
 import time
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from statistics import median
 from typing import Dict, List
 
 import typer
 
-from spacy_twner.corpus import read_texts
+from spacy_twner.corpus import first_texts
 
 BATCH = 64
 
@@ -87,7 +86,7 @@ def main(
 
     from spacy_twner.pipeline.use_multilingual import TOKEN_BUDGET
 
-    tweets = list(islice((t for t in read_texts(tweets_dir) if t.strip()), n))
+    tweets = first_texts(tweets_dir, n)
     nlp = spacy.load(model)
     embedder = nlp.get_pipe("sentence_embedder")
     head, use_m = embedder.encoder, getattr(embedder.encoder, "encoder", None)

@@ -14,7 +14,6 @@ import json
 import re
 import time
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from statistics import median
 from typing import Dict, List
@@ -22,7 +21,7 @@ from typing import Dict, List
 import numpy
 import typer
 
-from spacy_twner.corpus import read_texts
+from spacy_twner.corpus import first_texts
 
 PAIRS = 20000
 BATCH = 64  # the component's batch_size
@@ -45,7 +44,7 @@ def main(
 
     strip = without_urls()
     settings = {"as-is": None, "without_urls": strip, "without_urls, mentions as @user": lambda t: MENTION.sub("@user", strip(t))}
-    texts = list(islice((t for t in read_texts(tweets_dir) if t.strip()), n))
+    texts = first_texts(tweets_dir, n)
     rng = numpy.random.default_rng(0)
     i, j = rng.integers(0, len(texts), PAIRS), rng.integers(0, len(texts), PAIRS)
     groups = {}

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -26,7 +25,7 @@ import httpx
 import numpy
 import typer
 
-from spacy_twner.corpus import read_texts
+from spacy_twner.corpus import first_texts
 
 app = typer.Typer(add_completion=False)
 
@@ -106,7 +105,7 @@ def main(
     requests: int = typer.Option(3000, "--requests", help="Single-tweet requests per server"),
     output: Path = typer.Option(Path("metrics/serve.json"), "--output", "-o", help="JSON to write"),
 ) -> None:
-    tweets = list(islice((t for t in read_texts(tweets_dir) if t.strip()), requests))
+    tweets = first_texts(tweets_dir, requests)
     results = {"batch": batch_throughput(model, tweets), "servers": {}}
     for name, batching in (("micro-batched", True), ("naive", False)):
         results["servers"][name] = serve(model, batching, tweets, clients)

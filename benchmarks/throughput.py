@@ -34,14 +34,13 @@ import sys
 import threading
 import time
 from datetime import date
-from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import typer
 
 from spacy_twner.annotate import runtime_config
-from spacy_twner.corpus import read_texts
+from spacy_twner.corpus import first_texts
 
 OPTIONS: Dict[str, Dict[str, Any]] = {
     "old": {"what": "the named baseline pipeline (--old-model), its own environment", "model": "old"},
@@ -145,7 +144,7 @@ def main(
     score: bool = typer.Option(True, hidden=True, help="Score test F1 (used internally: the first round only)"),
 ) -> None:
     """Measure each option in its own process and print a table."""
-    tweets = list(islice((t for t in read_texts(tweets_dir) if t.strip()), n))
+    tweets = first_texts(tweets_dir, n)
     if one:
         print(json.dumps(run_option(one, json.loads(config), [c for c in exclude.split(",") if c], tweets, test if score else None)))
         return

@@ -20,6 +20,7 @@ import html
 import re
 import unicodedata
 from collections import Counter
+from itertools import islice
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
@@ -63,6 +64,12 @@ def read_texts(path: Path) -> Iterator[str]:
         with path.open(encoding="utf-8") as f:
             for line in f:
                 yield line.rstrip("\r\n")
+
+
+def first_texts(path: Path, n: int, skip: int = 0) -> List[str]:
+    """The non-blank texts of a source, skipping the first `skip`, at most n:
+    the tweets a benchmark runs (a blank line is no tweet to time)."""
+    return list(islice((t for t in read_texts(path) if t.strip()), skip, skip + n))
 
 
 def source_name(path: Path) -> str:

@@ -10,7 +10,7 @@ import srsly
 
 from spacy_twner.assets import MIRROR_FOLDERS
 from spacy_twner.datasets import DATASETS, SPLITS
-from spacy_twner.corpus import normalize, read_texts
+from spacy_twner.corpus import first_texts, normalize, read_texts
 
 from .conftest import ROOT, twner, wnut_file
 
@@ -34,6 +34,14 @@ def test_normalized_text_meets_its_tokenized_test_document():
     assert normalize(tokenized) == normalize(raw)
     assert normalize("Love it") != normalize("love it!!! ❤️ again")
     assert normalize("😀 😀") == normalize("😀😀") != normalize("😡")  # symbols only: compared as they are
+
+
+def test_first_texts_skip_blank_lines_and_run_on_across_files_in_name_order(tmp_path):
+    (tmp_path / "b.txt").write_text("third\n\nfourth\n   \nfifth\n", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("first\n\nsecond\n", encoding="utf-8")
+    assert first_texts(tmp_path, 3) == ["first", "second", "third"]
+    assert first_texts(tmp_path, 2, skip=2) == ["third", "fourth"]
+    assert first_texts(tmp_path, 10, skip=4) == ["fifth"]
 
 
 def test_filter_removes_each_test_document_and_reports_it(tmp_path):

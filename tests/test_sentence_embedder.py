@@ -452,10 +452,10 @@ def test_unrelated_tweets_that_both_carry_a_link_look_no_more_alike_than_others(
     """Random pairs of different unlabeled tweets: with links read, pairs in
     which both carry one are much more alike than pairs in which neither does;
     left out (the default), the excess is gone."""
-    from spacy_twner.corpus import read_texts
+    from spacy_twner.corpus import first_texts
     from spacy_twner.pipeline.sentence_embedder import URL
 
-    texts = [t for t in read_texts(assets_dir / "tweets-unlabeled") if t.strip()][:600]
+    texts = first_texts(assets_dir / "tweets-unlabeled", 600)
     has = numpy.array([bool(URL.search(t)) for t in texts])
     rng = numpy.random.default_rng(0)
     i, j = rng.integers(0, len(texts), 6000), rng.integers(0, len(texts), 6000)

@@ -95,10 +95,10 @@ def main(
     list(nlp.pipe(tweets[:BATCH], batch_size=BATCH))  # warm-up
     times: Dict[str, List[float]] = {}
 
-    def timed(key: str, fn, *args):
+    def timed(key: str, fn):
         use_m._reset_projection_cache()  # each timing from a cold cache, as a fresh process
         start = time.perf_counter()
-        out = fn(*args)
+        out = fn()
         times.setdefault(key, []).append(time.perf_counter() - start)
         return out
 
@@ -106,8 +106,7 @@ def main(
         docs = timed("rest of the pipeline", lambda: list(nlp.pipe(tweets, batch_size=BATCH, disable=["sentence_embedder"])))
         timed("sentence_embedder", lambda: list(embedder.pipe(docs, batch_size=BATCH)))
         batches = [[t.text for d in docs[i : i + BATCH] for t in embedder._targets(d)] for i in range(0, len(docs), BATCH)]
-        texts = [[embedder.preprocess(t) for t in b] for b in batches]
-        timed("preprocess", lambda: [[embedder.preprocess(t) for t in b] for b in batches])
+        texts = timed("preprocess", lambda: [[embedder.preprocess(t) for t in b] for b in batches])
         ids = timed("tokenize", lambda: [use_m.token_ids(b) for b in texts])
         vectors = timed("encode (tokenize + forward)", lambda: [use_m.encode(b) for b in texts])
         head.encoder = Encoded(vectors)  # the head's own code over vectors already encoded

@@ -18,7 +18,7 @@ from typing import Dict, List
 import typer
 from tqdm import tqdm
 
-from spacy_twner.corpus import first_texts
+from spacy_twner.data.corpus import first_texts
 
 SKIP = 5000  # past the tweets benchmarks/throughput.py annotates
 

@@ -26,7 +26,7 @@ from typing import Dict, List
 
 import typer
 
-from spacy_twner.corpus import first_texts
+from spacy_twner.data.corpus import first_texts
 
 BATCH = 64
 

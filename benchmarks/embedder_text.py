@@ -21,7 +21,7 @@ from typing import Dict, List
 import numpy
 import typer
 
-from spacy_twner.corpus import first_texts
+from spacy_twner.data.corpus import first_texts
 
 PAIRS = 20000
 BATCH = 64  # the component's batch_size

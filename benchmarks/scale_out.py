@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from distributed import Client, LocalCluster
 
-from spacy_twner.distributed import PipelinePlugin, annotate_files
+from spacy_twner.serve.distributed import PipelinePlugin, annotate_files
 
 app = typer.Typer(add_completion=False)
 

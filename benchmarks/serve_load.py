@@ -25,7 +25,7 @@ import httpx
 import numpy
 import typer
 
-from spacy_twner.corpus import first_texts
+from spacy_twner.data.corpus import first_texts
 
 app = typer.Typer(add_completion=False)
 
@@ -111,7 +111,7 @@ def main(
         results["servers"][name] = serve(model, batching, tweets, clients)
     results["_machine"] = {"cpus": os.cpu_count(), "model": model, "date": str(date.today())}
     output.write_text(json.dumps(results, indent=2))
-    from spacy_twner.compare import serve_markdown
+    from spacy_twner.evaluation.compare import serve_markdown
 
     print(serve_markdown(results))
     print(f"wrote {output}")

@@ -39,8 +39,8 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
-from spacy_twner.annotate import runtime_config
-from spacy_twner.corpus import first_texts
+from spacy_twner.packaging.optimize import runtime_config
+from spacy_twner.data.corpus import first_texts
 
 OPTIONS: Dict[str, Dict[str, Any]] = {
     "old": {"what": "the named baseline pipeline (--old-model), its own environment", "model": "old"},
@@ -191,7 +191,7 @@ def main(
     results["_machine"] = {"cpus": os.cpu_count(), "tweets": len(tweets), "batch_size": BATCH_SIZE, "date": str(date.today()),
                            "python": sys.version.split()[0], "rounds": rounds}  # fmt: skip
     output.write_text(json.dumps(results, indent=2))
-    from spacy_twner.compare import throughput_markdown
+    from spacy_twner.evaluation.compare import throughput_markdown
 
     print(throughput_markdown(results))
     print(f"wrote {output}")

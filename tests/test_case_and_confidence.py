@@ -10,9 +10,11 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config
 
-from spacy_twner.evaluation import calibration
+from spacy_twner.evaluation.ner import calibration
 from spacy_twner.pipeline import entity_recognizer  # noqa: F401  (registers span._.confidence)
 from spacy_twner.pipeline.case_types import CAPITALIZED, LOWER, MIXED, NO_LETTERS, UPPER, CaseTokenTypes, word_case
+
+from spacy_twner.pipeline.transformer_model import transformer_module
 
 from .conftest import ROOT
 
@@ -41,7 +43,7 @@ def test_each_wordpiece_gets_its_words_case_and_the_grown_model_starts_where_it_
     """Types reach the model; every new token-type row is a copy of row 0, so
     before training the output is exactly the backbone's without types."""
     cased, plain = build(True), build(False)
-    trf = cased.get_pipe("transformer").model.layers[0].shims[0]._model
+    trf = transformer_module(cased)
     table = trf.embeddings.token_type_embeddings.weight.detach().numpy()
     assert table.shape[0] == CaseTokenTypes.n_types and trf.config.type_vocab_size == 5
     assert all(numpy.array_equal(row, table[0]) for row in table)
@@ -57,13 +59,14 @@ def test_each_wordpiece_gets_its_words_case_and_the_grown_model_starts_where_it_
     # every piece of a word carries the word's class: "@Bieber" -> bi ##eber, "lol" -> lo ##l
     assert (by_piece["bi"], by_piece["##eber"], by_piece["lo"], by_piece["##l"]) == (CAPITALIZED, CAPITALIZED, LOWER, LOWER)
     other = plain(TEXT)
-    assert plain.get_pipe("transformer").model.layers[0].shims[0]._model.config.type_vocab_size == 2
+    assert transformer_module(plain).config.type_vocab_size == 2
     assert numpy.allclose(doc._.trf_data.model_output.last_hidden_state, other._.trf_data.model_output.last_hidden_state, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_trained_pipeline_learnt_case_rows_and_keeps_them_through_every_runtime(model_dir, run_dir):
     nlp = spacy.load(model_dir)
-    trf = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    trf = transformer_module(nlp)
     table = trf.embeddings.token_type_embeddings.weight.detach().numpy()
     assert table.shape[0] == 5 and not numpy.allclose(table[1], table[0])
     torch_doc = nlp(TEXT)
@@ -72,12 +75,14 @@ def test_trained_pipeline_learnt_case_rows_and_keeps_them_through_every_runtime(
     assert numpy.allclose(ort_doc._.trf_data.model_output.last_hidden_state, torch_doc._.trf_data.model_output.last_hidden_state, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_pretraining_lowered_the_held_out_masked_lm_loss(project):
     stats = json.loads((project / "training" / "backbone" / "twner_pretrain.json").read_text())
     assert stats["held_out_texts"] == 500
     assert stats["held_out_mlm_loss_after"] < stats["held_out_mlm_loss_before"] - 0.5
 
 
+@pytest.mark.slow
 def test_confidences_score_the_greedy_entities_without_changing_them(model_dir, assets_dir):
     texts = (assets_dir / "tweets-unlabeled" / "ile.10000.txt").read_text(encoding="utf-8").splitlines()[:200]
     scored = spacy.load(model_dir)
@@ -95,6 +100,7 @@ def test_confidences_score_the_greedy_entities_without_changing_them(model_dir, 
         spacy.load(model_dir, config={"components.ner.confidence_temperature": 0.0})
 
 
+@pytest.mark.slow
 def test_the_beam_runs_only_for_docs_with_entities_and_confidences_stay_those_of_a_beam_over_all(model_dir, assets_dir):
     """Skipping the beam for docs without entities changes no confidence: each
     doc's beam is its own, as a beam over every doc of the batch shows."""
@@ -136,6 +142,7 @@ def test_expected_calibration_error_on_hand_made_entities():
     assert calibration([Example(Doc(vocab, words=words, ents=["B-x"] + ["O"] * 5), gold)]) is None
 
 
+@pytest.mark.slow
 def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(project, model_dir, tmp_path):
     from .conftest import twner
 
@@ -149,7 +156,7 @@ def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(pr
     assert len({row["accuracy"] for row in table}) == 1  # the entities do not change, only their confidences
     assert len({row["mean_confidence"] for row in table}) > 1  # the temperature reaches the confidences
     # At the pipeline's own temperature the confidences are the ones it sets itself.
-    from spacy_twner.evaluation import calibration, predict
+    from spacy_twner.evaluation.ner import calibration, predict
 
     nlp = spacy.load(model_dir)
     own = calibration(predict(nlp, project / "corpus" / "wnut17-dev.spacy"))
@@ -165,6 +172,7 @@ def test_calibrate_chooses_the_temperature_with_the_lowest_brier_score_on_dev(pr
     assert chosen["mean_confidence"] == pytest.approx(best["mean_confidence"])
 
 
+@pytest.mark.slow
 def test_averaged_weights_reach_the_transformer_when_spacy_evaluates_and_saves(project, tmp_path):
     """`use_averages = true`: inside nlp.use_params(optimizer.averages), which
     spaCy enters to score dev and to write model-best/model-last, the
@@ -191,5 +199,5 @@ def test_averaged_weights_reach_the_transformer_when_spacy_evaluates_and_saves(p
         assert not numpy.allclose(nlp(TEXT)._.trf_data.model_output.last_hidden_state, raw_output, atol=1e-4)
         nlp.to_disk(tmp_path / "averaged")
     assert all(p.detach().equal(raw[name]) for name, p in params.items())
-    saved = dict(spacy.load(tmp_path / "averaged").get_pipe("transformer").model.layers[0].shims[0]._model.named_parameters())
+    saved = dict(transformer_module(spacy.load(tmp_path / "averaged")).named_parameters())
     assert all(numpy.array_equal(saved[name].detach().numpy(), average) for name, average in averaged.items())

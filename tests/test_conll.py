@@ -10,8 +10,8 @@ from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
 from spacy_twner.about import __version__
-from spacy_twner.conll import ConllError, docs_to_conll, read_conll, read_marked, sentences_to_docs
-from spacy_twner.datasets import DATASETS
+from spacy_twner.data.conll import ConllError, docs_to_conll, read_conll, read_marked, sentences_to_docs
+from spacy_twner.data.datasets import DATASETS
 
 from .conftest import twner, wnut_file
 

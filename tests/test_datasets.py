@@ -8,9 +8,9 @@ import sys
 import pytest
 import srsly
 
-from spacy_twner.assets import MIRROR_FOLDERS
-from spacy_twner.datasets import DATASETS, SPLITS
-from spacy_twner.corpus import first_texts, normalize, read_texts
+from spacy_twner.data.assets import MIRROR_FOLDERS
+from spacy_twner.data.datasets import DATASETS, SPLITS
+from spacy_twner.data.corpus import first_texts, normalize, read_texts
 
 from .conftest import ROOT, twner, wnut_file
 
@@ -85,6 +85,7 @@ def test_filter_on_the_real_data_finds_the_known_overlap_and_leaves_none(assets_
     assert sum(normalize(t) in test_keys for source in sources for t in read_texts(source)) >= 671 + 1 + 4 + 1
 
 
+@pytest.mark.slow
 def test_train_and_dev_combine_without_the_dev_tweets_that_repeat_test_tweets(assets_dir, tmp_path):
     corpus = {}
     for split in ("train", "dev", "test"):
@@ -100,6 +101,7 @@ def test_train_and_dev_combine_without_the_dev_tweets_that_repeat_test_tweets(as
     assert not [t for t in read_texts(out / "wnut16-dev.spacy") if normalize(t) in test_keys]
 
 
+@pytest.mark.slow
 def test_stats_count_entities_tags_and_case_per_split(assets_dir, tmp_path):
     corpus = []
     for split in ("train", "dev"):

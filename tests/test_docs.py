@@ -3,7 +3,7 @@ import re
 import subprocess
 import sys
 
-from spacy_twner.docs import BLOCK, update_tables
+from spacy_twner.evaluation.docs import BLOCK, update_tables
 
 from .conftest import ROOT
 

@@ -33,6 +33,9 @@ import pytest
 
 from .conftest import ROOT, wnut_file
 
+# every test here runs on what the project's workflows built
+pytestmark = pytest.mark.slow
+
 RUNNABLE = {"bash", "sh", "shell", "console", "python"}
 SKIP = re.compile(r"<!--\s*doc-test:\s*skip:\s*(?P<reason>.+?)\s*-->")
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
@@ -198,6 +201,7 @@ import json, sys, warnings
 warnings.filterwarnings("error", message=".*different versions of one component.*")
 import spacy
 import spacy_twner.cli  # the plugin imported too, as `twner` does
+
 names = sys.argv[1].split(",")
 nlps = [spacy.load(name) for name in names]
 texts = json.loads(sys.argv[2])

@@ -4,8 +4,8 @@ import struct
 import numpy
 import pytest
 
-from spacy_twner.distill import read_stsb
-from spacy_twner.e5 import E5FormatError, default_source, import_e5, read_e5
+from spacy_twner.data.stsb import read_stsb
+from spacy_twner.training.e5 import E5FormatError, default_source, import_e5, read_e5
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def test_q4_blocks_dequantize_as_the_c_loader_reads_them():
     assert tensors["l0.q.w"].shape == (384 * 384,) and tensors["emb.pos"].shape == (512 * 384,)
 
 
+@pytest.mark.slow
 def test_tokenizer_is_xlm_r_s_with_the_files_normalization(e5_dir):
     from transformers import AutoTokenizer
 
@@ -41,6 +42,7 @@ def test_tokenizer_is_xlm_r_s_with_the_files_normalization(e5_dir):
     assert tokenizer.backend_tokenizer.normalizer.normalize_str("\uff21\uff22  c") == "AB c"  # NFKC, one space
 
 
+@pytest.mark.slow
 def test_the_rebuilt_model_embeds_translations_together(e5_dir, assets_dir):
     """Mean pooling with the "query: " prompt on 200 STSb dev pairs: English and
     Italian correlate with the gold scores, and a translation is nearer than

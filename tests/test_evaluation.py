@@ -11,9 +11,9 @@ from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-from spacy_twner.compare import compare_table, throughput_markdown
-from spacy_twner.conll import read_conll, sentences_to_docs
-from spacy_twner.evaluation import (
+from spacy_twner.evaluation.compare import compare_table, throughput_markdown
+from spacy_twner.data.conll import read_conll, sentences_to_docs
+from spacy_twner.evaluation.ner import (
     aligned_spans, bootstrap_intervals, count_matches, error_kinds, evaluate_examples,
 )  # fmt: skip
 
@@ -127,6 +127,7 @@ def test_counts_agree_with_spacy_scorer_on_real_tweets_with_other_tokenization(a
     assert 0.4 < scores["ents_f"] < 0.9
 
 
+@pytest.mark.slow
 def test_twner_evaluate_writes_metrics_plot_and_worst_tweets(tmp_path, project, model_dir):
     """On the trained slice pipeline: the scores equal `spacy evaluate`'s, the
     interval holds them, and the outputs exist and can be compared."""

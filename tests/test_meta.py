@@ -2,7 +2,7 @@
 import pytest
 import srsly
 
-from spacy_twner.meta import build_meta, overlay
+from spacy_twner.packaging.meta import build_meta, overlay
 
 from .conftest import ROOT
 

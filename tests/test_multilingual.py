@@ -16,9 +16,15 @@ import srsly
 import torch
 from safetensors.torch import load_file
 
-from spacy_twner.callbacks import freeze_weights
+from spacy_twner.training.callbacks import freeze_weights
+
+from spacy_twner.pipeline.transformer_model import transformer_module
 
 from .conftest import ROOT
+
+# every test here runs on what the project's workflows built
+pytestmark = pytest.mark.slow
+
 
 VERSION = srsly.read_yaml(ROOT / "project.yml")["vars"]["version"]
 FROZEN = "embeddings.word_embeddings.weight"
@@ -27,10 +33,6 @@ FROZEN = "embeddings.word_embeddings.weight"
 @pytest.fixture(scope="module")
 def xx_nlp(xx_run_dir):
     return spacy.load(xx_run_dir / "model-final")
-
-
-def transformer_module(nlp):
-    return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
 
 
 def test_xx_pipeline_is_e5_trained_with_frozen_word_embeddings_and_no_case_types(xx_project, xx_run_dir, xx_nlp):

@@ -19,7 +19,7 @@ import pytest
 from spacy.language import Language
 from spacy.util import registry
 
-from spacy_twner.package import pipeline_code
+from spacy_twner.packaging.package import pipeline_code
 
 from .conftest import ROOT
 

@@ -23,11 +23,15 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, load_config, load_model_from_config
 from thinc.api import Adam
 
-from spacy_twner.conll import read_conll, sentences_to_docs
+from spacy_twner.data.conll import read_conll, sentences_to_docs
 from spacy_twner.pipeline.checksums import CHECKSUMS, DamagedPipelineError, file_checksums
 from spacy_twner.pipeline.transformer_model import WeightsFormatError
 
 from .conftest import ROOT, wnut_file
+
+# every test here runs on what the project's workflows built
+pytestmark = pytest.mark.slow
+
 
 FUZZ_SEED = 20261122
 FUZZ_COUNT = 10_000

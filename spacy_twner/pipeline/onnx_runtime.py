@@ -7,11 +7,8 @@ with `quantize`, its MatMul weights made int8 with one scale per output
 channel. Float32 gives torch's entities; int8 trades a little accuracy for
 speed.
 
-An int8 graph can be calibrated (`twner optimize --calibrate`): a few hundred
-training texts give each MatMul input's per-channel maxima, and the channels
-with outliers are scaled down before quantizing, their weights' rows up by
-the same factor (SmoothQuant, Xiao et al. 2023): the product is unchanged in
-float, but one uint8 scale per call then fits every channel of the input.
+An int8 graph can be smoothed before quantizing (`twner optimize
+--calibrate`, spacy_twner/packaging/optimize.py); what ships is the graph.
 
 With `per_sequence`, each sequence runs alone without its padding: int8's
 activation scales are computed per call, so batched they would let a tweet's
@@ -28,7 +25,7 @@ Ships inside en_twner: imports nothing from spacy_twner.
 import contextlib
 import os
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy
 from spacy.util import make_tempdir, registry
@@ -205,48 +202,3 @@ def quantize_int8(graph: bytes) -> bytes:
             per_channel=True, weight_type=QuantType.QInt8, extra_options=extra,
         )  # fmt: skip
         return (tmp / "int8.onnx").read_bytes()
-
-
-def smooth(graph: bytes, feeds: Sequence[Dict[str, numpy.ndarray]], alpha: float) -> bytes:
-    """The float graph with SmoothQuant's migration, for quantize_int8: for each
-    MatMul/Attention input channel j, s_j = max|x_j|**alpha / max|W_j|**(1 -
-    alpha) over the calibration feeds; x_j is divided by s_j (a Mul before the
-    op, which stays float) and row j of W multiplied by it, so in float the
-    graph computes what it did."""
-    import onnx
-    import onnxruntime
-    from onnx import TensorProto, helper, numpy_helper
-
-    if not feeds:
-        raise ValueError("smoothing needs calibration inputs: no texts were run")
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"smoothing strength alpha must be in (0, 1], got {alpha}")
-    model = onnx.load_from_string(graph)
-    weights = {init.name: init for init in model.graph.initializer}
-    targets = [node for node in model.graph.node if node.op_type in ("MatMul", "Attention") and node.input[1] in weights]
-    probed = onnx.load_from_string(graph)  # the same graph, its targets' inputs as outputs too
-    names = list(dict.fromkeys(node.input[0] for node in targets))
-    probed.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)
-    options = onnxruntime.SessionOptions()
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(probed.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feed_names = {i.name for i in session.get_inputs()}
-    peak = {name: 0.0 for name in names}
-    for feed in feeds:
-        for name, value in zip(names, session.run(names, {k: v for k, v in feed.items() if k in feed_names})):
-            peak[name] = numpy.maximum(peak[name], numpy.abs(value).reshape(-1, value.shape[-1]).max(axis=0))
-    nodes, smoothed_ids = [], {id(node) for node in targets}
-    for node in model.graph.node:
-        if id(node) in smoothed_ids:
-            weight = numpy_helper.to_array(weights[node.input[1]])
-            scale = numpy.maximum(peak[node.input[0]], 1e-5) ** alpha / numpy.maximum(numpy.abs(weight).max(axis=1), 1e-5) ** (1 - alpha)
-            weights[node.input[1]].CopyFrom(numpy_helper.from_array((weight * scale[:, None]).astype(numpy.float32), node.input[1]))
-            inverse = numpy_helper.from_array((1.0 / scale).astype(numpy.float32), f"{node.name}/smooth_scale")
-            model.graph.initializer.append(inverse)
-            smoothed = f"{node.name}/smoothed_input"
-            nodes.append(helper.make_node("Mul", [node.input[0], inverse.name], [smoothed], name=f"{node.name}/smooth"))
-            node.input[0] = smoothed
-        nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return model.SerializeToString()

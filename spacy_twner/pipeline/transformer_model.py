@@ -3,9 +3,10 @@ a runtime chosen in the config, weights that never go through pickle, and
 token types computed from the text.
 
 - `runtime`: a registered object (`spacy_twner.TorchRuntime.v1`,
-  `spacy_twner.OnnxRuntime.v1`, ...) that turns saved weights into the module
-  the forward pass calls, and back. The shim below stores what it returns:
-  safetensors or an ONNX graph, never a torch pickle.
+  `spacy_twner.OnnxRuntime.v1`, ...) meeting the `Runtime` protocol below:
+  it turns saved weights into the module the forward pass calls, and back.
+  The shim stores what it returns: safetensors or an ONNX graph, never a
+  torch pickle.
 - `token_types`: a registered callable (e.g. `spacy_twner.case_token_types.v1`)
   giving each wordpiece a type id from the text it came from. An uncased
   tokenizer lowercases before the model sees anything, so this is how the
@@ -18,7 +19,7 @@ spacy_twner nor from the other files of this folder; the config ties them.
 """
 import contextlib
 import copy
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, runtime_checkable
 
 import srsly
 from spacy.tokens import Doc, Span
@@ -37,11 +38,34 @@ class WeightsFormatError(ValueError):
     """Saved transformer weights that this model refuses to read."""
 
 
+@runtime_checkable
+class Runtime(Protocol):
+    """What a runtime does for the transformer: its weights from a freshly
+    loaded backbone (`prepare`), to bytes (`dump`) and back (`load`)."""
+
+    name: str
+
+    def prepare(self, transformer: Any) -> Any:
+        """A pretrained Hugging Face model, as the module the forward pass calls."""
+
+    def dump(self, transformer: Any) -> Dict[str, Any]:
+        """{"format": "safetensors" | "onnx", "state": bytes, ...}: what the pipeline saves."""
+
+    def load(self, msg: Dict[str, Any], config: Any, build: Callable[[], Any]) -> Any:
+        """The module back from dump's message; build() makes an empty model of config."""
+
+
+def transformer_module(nlp: Any, name: str = "transformer") -> Any:
+    """The module a pipeline's transformer component runs (torch, or the ONNX
+    Runtime wrapper): the one way in for conversion, calibration and tests."""
+    return nlp.get_pipe(name).model.layers[0].shims[0]._model
+
+
 @registry.architectures("spacy_twner.TransformerModel.v2")
 def create_transformer_model(
     name: str,
     get_spans: Callable,
-    runtime: Any,
+    runtime: Runtime,
     token_types: Optional[Callable] = None,
     tokenizer_config: dict = {},
     transformer_config: dict = {},
@@ -60,7 +84,7 @@ class TransformerModel(HFTransformerModel):
         self,
         name: str,
         get_spans: Callable,
-        runtime: Any,
+        runtime: Runtime,
         token_types: Optional[Callable] = None,
         tokenizer_config: dict = {},
         transformer_config: dict = {},
@@ -156,7 +180,7 @@ class RuntimeHFShim(HFShim):
     """HFShim whose weights go through the configured runtime and are saved as
     safetensors or an ONNX graph; a torch pickle is refused, never unpickled."""
 
-    def __init__(self, hf_model: HFObjects, runtime: Any, **kwargs: Any) -> None:
+    def __init__(self, hf_model: HFObjects, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(hf_model, **kwargs)
         self.runtime = runtime
 

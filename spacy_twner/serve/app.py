@@ -24,7 +24,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from ..loading import load_pipeline
 from .batching import MicroBatcher
+from .records import cosine, embedding_record, entity_record, unicode_problem
 
 STATIC = Path(__file__).parent / "static"
 SETTINGS_ENV = "TWNER_SERVE_SETTINGS"  # the settings of a worker process, as JSON
@@ -124,20 +126,16 @@ def check_texts(texts: List[str], settings: ServeSettings, field: str = "texts")
 def check_text(text: str, settings: ServeSettings, field: str) -> None:
     if len(text) > settings.max_chars:
         raise ServiceError(422, field, f"{len(text):,} characters; at most {settings.max_chars:,}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ServiceError(422, field, f"lone surrogate U+{ord(text[e.start]):04X} at character {e.start}: not Unicode text") from None
+    problem = unicode_problem(text)
+    if problem:
+        raise ServiceError(422, field, f"{problem}: not Unicode text")
 
 
 class Pipeline:
     """The loaded pipeline and what the endpoints ask of it (run in a worker thread)."""
 
     def __init__(self, model: str) -> None:
-        from ..annotate import entity_record, load_pipeline
-
         self.nlp = load_pipeline(model)
-        self.entity_record = entity_record
         self.embedder = self.nlp.get_pipe("sentence_embedder") if "sentence_embedder" in self.nlp.pipe_names else None
 
     def annotate(self, texts: List[str], options: List[Dict[str, bool]]) -> List[Dict[str, Any]]:
@@ -145,21 +143,17 @@ class Pipeline:
 
         results = []
         for doc, opts in zip(self.nlp.pipe(texts), options):
-            result: Dict[str, Any] = {"entities": [self.entity_record(ent) for ent in doc.ents]}
+            result: Dict[str, Any] = {"entities": [entity_record(ent) for ent in doc.ents]}
             if opts.get("embeddings"):
-                result["embedding"] = [round(float(x), 6) for x in doc._.embedding]
+                result["embedding"] = embedding_record(doc)
             if opts.get("render"):
                 result["html"] = displacy.render(doc, style="ent", page=False, jupyter=False)
             results.append(result)
         return results
 
     def similarity(self, a: str, b: str) -> float:
-        import numpy
-
-        docs = list(self.embedder.pipe([self.nlp.make_doc(a), self.nlp.make_doc(b)]))
-        u, v = docs[0]._.embedding, docs[1]._.embedding
-        norm = float(numpy.linalg.norm(u) * numpy.linalg.norm(v))
-        return float(numpy.dot(u, v) / norm) if norm else 0.0
+        first, second = self.embedder.pipe([self.nlp.make_doc(a), self.nlp.make_doc(b)])
+        return cosine(first._.embedding, second._.embedding)
 
 
 def create_app(settings: Optional[ServeSettings] = None) -> FastAPI:

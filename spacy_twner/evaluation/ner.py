@@ -15,6 +15,8 @@ from spacy.language import Language
 from spacy.scorer import get_ner_prf
 from spacy.training import Corpus, Example
 
+from ..markdown import table
+
 Span = Tuple[str, int, int]  # label, start, end in reference tokens
 NONE = "(none)"
 # one colour per label on the displaCy page (spaCy colours only its own labels)
@@ -218,10 +220,7 @@ def confusion_markdown(confusion: Iterable[List]) -> str:
     """Gold labels as rows, predicted labels as columns, (none) for missed/spurious."""
     cells = {(g, p): n for g, p, n in confusion}
     labels = sorted({l for pair in cells for l in pair} - {NONE}) + [NONE]
-    lines = ["| gold \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for g in labels:
-        lines.append(f"| {g} | " + " | ".join(str(cells.get((g, p), "")) for p in labels) + " |")
-    return "\n".join(lines)
+    return table(["gold \\ predicted", *labels], [(g, *(cells.get((g, p), "") for p in labels)) for g in labels])
 
 
 def worst_tweets_html(examples: List[Example], errors: List[int], limit: int = 25) -> str:
@@ -288,8 +287,8 @@ def evaluate_run(
     import srsly
     from spacy.cli._util import setup_gpu
 
-    from .files import write_atomic
-    from .plots import plot_per_type, plot_reliability
+    from ..files import write_atomic
+    from ..plots import plot_per_type, plot_reliability
 
     setup_gpu(gpu_id, silent=True)
     nlp = spacy.load(model)
@@ -315,16 +314,15 @@ def summary_tables(metrics: dict) -> str:
     """Scores with intervals, error kinds, confusions and calibration, as Markdown."""
     ci = metrics["ci"]
 
-    def row(name: str, value: float, interval: List[float]) -> str:
-        return f"| {name} | {100 * value:.2f} | [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}] |"
+    def row(name: str, value: float, interval: List[float]) -> tuple:
+        return name, f"{100 * value:.2f}", f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
 
-    lines = ["| | score | 95% interval |", "|---|---|---|"]
-    lines += [row(k, metrics[k], ci[k]) for k in ("ents_p", "ents_r", "ents_f")]
-    lines += [row(f"F1 {t}", s["f"], ci["ents_per_type_f"][t]) for t, s in sorted(metrics["ents_per_type"].items())]
+    rows = [row(k, metrics[k], ci[k]) for k in ("ents_p", "ents_r", "ents_f")]
+    rows += [row(f"F1 {t}", s["f"], ci["ents_per_type_f"][t]) for t, s in sorted(metrics["ents_per_type"].items())]
     if "speed" in metrics:
         low, high = metrics["speed_ci"]
-        lines.append(f"| words/s | {metrics['speed']:,.0f} | [{low:,.0f}, {high:,.0f}] |")
-    lines += ["", "| error | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in sorted(metrics["errors"].items())]
+        rows.append(("words/s", f"{metrics['speed']:,.0f}", f"[{low:,.0f}, {high:,.0f}]"))
+    lines = [table(("", "score", "95% interval"), rows), "", table(("error", "count"), sorted(metrics["errors"].items()))]
     lines += ["", confusion_markdown(metrics["confusion"])]
     cal = metrics.get("calibration")
     if cal:

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence
 
 import srsly
 
-MISSING = "–"
+from ..markdown import MISSING, pct, table
 
 
 def compare_files(paths: Sequence[Path]) -> str:
@@ -21,27 +21,18 @@ def compare_table(runs: Dict[str, dict]) -> str:
     rows: List[Sequence[str]] = []
     for name, m in runs.items():
         ci = m.get("ci", {}).get("ents_f")
-        f1 = _pct(m.get("ents_f"))
+        f1 = pct(m.get("ents_f"))
         rows.append((
-            name, m.get("changes") or MISSING, _pct(m.get("dev_ents_f")), _pct(m.get("ents_p")), _pct(m.get("ents_r")),
-            f"**{f1}** [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else f"**{f1}**",
-            _pct((m.get("calibration") or {}).get("ece")), _minutes(m.get("train_seconds")), f"{m['speed']:,.0f}" if "speed" in m else MISSING,
+            name, m.get("changes") or MISSING, pct(m.get("dev_ents_f")), pct(m.get("ents_p")), pct(m.get("ents_r")),
+            f"**{f1}** [{pct(ci[0])}, {pct(ci[1])}]" if ci else f"**{f1}**",
+            pct((m.get("calibration") or {}).get("ece")), _minutes(m.get("train_seconds")), f"{m['speed']:,.0f}" if "speed" in m else MISSING,
         ))  # fmt: skip
     types = sorted({t for m in runs.values() for t in m.get("ents_per_type") or {}})
     per_type = [
-        (name, *(_pct((m.get("ents_per_type") or {}).get(t, {}).get("f")) for t in types))
+        (name, *(pct((m.get("ents_per_type") or {}).get(t, {}).get("f")) for t in types))
         for name, m in runs.items()
     ]
-    return _markdown(header, rows) + "\n\nTest F1 per type:\n\n" + _markdown(("run", *types), per_type)
-
-
-def _markdown(header: Sequence[str], rows: List[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def _pct(value: Optional[float]) -> str:
-    return MISSING if value is None else f"{100 * value:.1f}"
+    return table(header, rows) + "\n\nTest F1 per type:\n\n" + table(("run", *types), per_type)
 
 
 def _minutes(seconds: Optional[float]) -> str:
@@ -64,7 +55,7 @@ def throughput_markdown(results: dict) -> str:
                      MISSING if same is None else f"{100 * same:.1f}%"))  # fmt: skip
     rounds = f", {machine['rounds']} rounds" if machine.get("rounds", 1) > 1 else ""
     note = f"\n\n{machine.get('tweets', '?')} tweets per option, {machine.get('cpus', '?')} CPUs{rounds}, {machine.get('date', '')}".rstrip(", ")
-    return _markdown(header, rows) + note + _embedder_cost(results)
+    return table(header, rows) + note + _embedder_cost(results)
 
 
 def _embedder_cost(results: dict) -> str:
@@ -95,4 +86,4 @@ def serve_markdown(results: dict) -> str:
          f"{r['latency_ms']['p50']:.0f}", f"{r['latency_ms']['p95']:.0f}", f"{r['latency_ms']['p99']:.0f}")
         for name, r in results["servers"].items()
     ]  # fmt: skip
-    return _markdown(header, rows) + f"\n\nBatch reference: the same pipeline, `nlp.pipe(batch_size=64)` in-process: {batch:,.1f} tweets/s."
+    return table(header, rows) + f"\n\nBatch reference: the same pipeline, `nlp.pipe(batch_size=64)` in-process: {batch:,.1f} tweets/s."

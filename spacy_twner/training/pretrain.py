@@ -25,10 +25,10 @@ from typing import Any, Dict, List, Sequence
 
 import numpy
 
-from .corpus import read_texts
-from .pipeline.backbone import resolve_backbone
-from .pipeline.case_types import CaseTokenTypes
-from .pipeline.transformer_model import grow_token_types
+from ..data.corpus import read_texts
+from ..pipeline.backbone import resolve_backbone
+from ..pipeline.case_types import CaseTokenTypes
+from ..pipeline.transformer_model import grow_token_types
 
 MAX_LENGTH = 64  # wordpieces; a tweet rarely has more
 HELD_OUT = 500  # texts kept aside to measure the masked-LM loss before and after

@@ -18,9 +18,9 @@ def pseudo_label(model: str, input_path: Path, output_path: Path, *, min_confide
                  batch_size: int = 64, gpu_id: int = -1) -> Dict[str, int]:  # fmt: skip
     from tqdm import tqdm
 
-    from .annotate import load_pipeline
-    from .files import write_atomic
-    from .corpus import read_texts
+    from ..loading import load_pipeline
+    from ..files import write_atomic
+    from ..data.corpus import read_texts
 
     nlp = load_pipeline(model, gpu_id=gpu_id)
     if not any(getattr(pipe, "confidence_beam_width", 0) for _, pipe in nlp.pipeline):

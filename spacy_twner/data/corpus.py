@@ -29,7 +29,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from .datasets import DATASETS
-from .files import write_atomic
+from ..files import write_atomic
+from ..markdown import table
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _SPACE = re.compile(r"\s+")
@@ -165,8 +166,6 @@ def filter_markdown(report: dict) -> str:
     sources = report["sources"]
     reasons = sorted({r for counts in sources.values() for r in counts} - {"read", "kept"})
     header = ["source", "read", *reasons, "kept"]
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    for name, counts in sources.items():
-        lines.append(f"| {name} | " + " | ".join(f"{counts.get(k, 0):,}" for k in ["read", *reasons, "kept"]) + " |")
+    rows = [(name, *(f"{counts.get(k, 0):,}" for k in ["read", *reasons, "kept"])) for name, counts in sources.items()]
     tests = "; ".join(f"{name}: {s['documents_found']:,} of its {s['documents']:,} documents found" for name, s in report["test_sets"].items())
-    return "\n".join(lines) + f"\n\nTest sets: {tests}. Texts kept in all: {report['kept']:,}."
+    return table(header, rows) + f"\n\nTest sets: {tests}. Texts kept in all: {report['kept']:,}."

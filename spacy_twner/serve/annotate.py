@@ -6,7 +6,6 @@ is reported with its file and line number and either stops the run or is
 skipped and counted; it is never dropped silently.
 """
 import json
-import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,15 +13,11 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
-from spacy.util import SimpleFrozenDict
+from spacy.tokens import Doc
 
-from .files import open_atomic
-
-# Where a pipeline's transformer runtime sits in its config (spacy_twner.TransformerModel.v2).
-RUNTIME_KEY = "components.transformer.model.runtime"
-RUNTIMES = {"torch": "spacy_twner.TorchRuntime.v1", "onnxruntime": "spacy_twner.OnnxRuntime.v1"}
-
+from ..files import open_atomic
+from ..loading import load_pipeline
+from .records import embedding_record, entity_record, unicode_problem
 
 class BadLine(ValueError):
     """An input line that is not a readable record; the message names file and line."""
@@ -33,59 +28,6 @@ class Record:
     line: int
     text: str
     fields: Dict[str, Any] = field(default_factory=dict)
-
-
-def load_pipeline(model: str, *, gpu_id: int = -1, n_process: int = 1, config: Dict[str, Any] = SimpleFrozenDict()) -> Language:
-    """spacy.load (with config overrides) for annotation: on the GPU if asked;
-    with n_process > 1 the CPU's cores are split between the processes (torch
-    would give each one all of them, and they would fight over the cores)."""
-    import spacy
-
-    if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
-    elif n_process > 1:
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_process))
-    return spacy.load(model, config=config)
-
-
-def runtime_config(runtime: str, int8: bool = False, per_sequence: Optional[bool] = None) -> Dict[str, Any]:
-    """Config overrides that load a pipeline's transformer with another runtime.
-    per_sequence (onnxruntime only; None: its default here, True) runs each
-    sequence alone, unpadded."""
-    if runtime != "onnxruntime":
-        if per_sequence:
-            raise ValueError(f"per-sequence calls are an onnxruntime setting; the {runtime} runtime runs padded batches")
-        return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8}}
-    per_sequence = True if per_sequence is None else per_sequence
-    return {RUNTIME_KEY: {"@misc": RUNTIMES[runtime], "quantize": int8, "per_sequence": per_sequence}}
-
-
-def convert_runtime(model: str, output_path: Path, config: Dict[str, Any], calibration: Iterable[str] = (), strength: float = 0.0) -> None:
-    """Save a copy of the pipeline loaded with config (from runtime_config).
-    strength > 0 (onnxruntime int8 only): the int8 graph is quantized after
-    SmoothQuant with that alpha, its activation maxima from the calibration
-    texts run through the float graph."""
-    import spacy
-
-    from .pipeline.onnx_runtime import OnnxTransformer, quantize_int8, smooth
-
-    def onnx_transformer(nlp: Language) -> OnnxTransformer:
-        return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
-
-    nlp = spacy.load(model, config=config)
-    if strength:
-        settings = config[RUNTIME_KEY]
-        if settings["@misc"] != RUNTIMES["onnxruntime"] or not settings["quantize"]:
-            raise ValueError("smoothing is a step of the onnxruntime int8 conversion (--runtime onnxruntime --int8)")
-        float_nlp = spacy.load(model, config={RUNTIME_KEY: {**settings, "quantize": False}})
-        source = onnx_transformer(float_nlp)
-        with source.recording() as feeds:
-            for _ in float_nlp.pipe(calibration, disable=[name for name in float_nlp.pipe_names if name != "transformer"]):
-                pass
-        onnx_transformer(nlp).use_graph(quantize_int8(smooth(source.graph, feeds, strength)))
-    nlp.to_disk(output_path)
 
 
 def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] = None) -> Iterator[Any]:
@@ -126,11 +68,9 @@ def read_records(lines: Iterable[bytes], source: str, text_field: Optional[str] 
             if not isinstance(text, str):
                 yield BadLine(f"{where}: field {text_field!r} is {type(text).__name__}, not a string")
                 continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:
-            # JSON escapes can smuggle in a lone surrogate, which spaCy's tokenizer rejects.
-            yield BadLine(f"{where}: lone surrogate U+{ord(text[e.start]):04X} at character {e.start}")
+        problem = unicode_problem(text)
+        if problem:
+            yield BadLine(f"{where}: {problem}")
             continue
         yield Record(number, text, fields)
 
@@ -151,20 +91,11 @@ def doc_to_record(doc: Doc, record: Record, embeddings: bool = False) -> Dict[st
     out = {**record.fields, "line": record.line}
     out["entities"] = [entity_record(ent) for ent in doc.ents]
     if embeddings:
-        vector = doc._.get("embedding") if Doc.has_extension("embedding") else None
-        if vector is None:
-            raise ValueError("--embeddings: the pipeline sets no doc._.embedding (it has no sentence_embedder)")
-        out["embedding"] = [round(float(x), 6) for x in vector]
+        try:
+            out["embedding"] = embedding_record(doc)
+        except ValueError as e:
+            raise ValueError(f"--embeddings: {e}") from None
     return out
-
-
-def entity_record(ent: Span) -> Dict[str, Any]:
-    """An entity as JSON: text, label, character offsets, and its confidence if the pipeline gives one."""
-    record = {"text": ent.text, "label": ent.label_, "start": ent.start_char, "end": ent.end_char}
-    confidence = ent._.get("confidence") if ent.has_extension("confidence") else None
-    if confidence is not None:
-        record["confidence"] = round(confidence, 4)
-    return record
 
 
 @dataclass

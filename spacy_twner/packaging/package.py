@@ -18,8 +18,8 @@ from .meta import build_meta, model_card, overlay
 # The packaged code is copied into the wheel, so the plugin itself is no
 # requirement; spaCy adds it only because it also finds our entry points.
 OWN_DISTRIBUTION = "spacy-twner"
-PIPELINE_CODE = Path(__file__).parent / "pipeline"
-LICENSE = Path(__file__).parent.parent / "LICENSE"
+PIPELINE_CODE = Path(__file__).parent.parent / "pipeline"
+LICENSE = Path(__file__).parent.parent.parent / "LICENSE"
 
 
 def pipeline_code() -> List[Path]:

@@ -5,7 +5,7 @@ from typing import List, Sequence
 
 import srsly
 
-from .pipeline.checksums import sha256sum
+from ..pipeline.checksums import sha256sum
 
 
 def verify(project_dir: Path, folders: Sequence[str] = ()) -> List[str]:

@@ -16,9 +16,11 @@ from typing import Any, Dict, Sequence
 
 import srsly
 
-from .distill import aligned_rows, held_out_texts, load_encoder, stsb_spearman, stsb_vectors, unit_rows
-from .files import write_atomic
-from .pipeline.linear_head import HEAD, save_head
+from ..data.stsb import aligned_rows, held_out_texts
+from ..evaluation.encoders import load_encoder, unit_rows
+from ..evaluation.stsb import stsb_spearman, stsb_vectors
+from ..files import write_atomic
+from ..pipeline.linear_head import HEAD, save_head
 
 SCALE = 20.0  # CoSENT's temperature on cosines
 

@@ -2,6 +2,8 @@
 from string import Template
 from typing import Any, Dict, Iterable, Optional
 
+from ..markdown import table
+
 # What `spacy evaluate` reports that belongs in a package's meta.
 SCORE_KEYS = ("ents_p", "ents_r", "ents_f", "ents_per_type", "speed")
 
@@ -56,11 +58,11 @@ def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> 
     """The package README: the template (configs/model-card.md) with $-fields
     filled from meta.json and the test metrics."""
     ci = metrics.get("ci", {})
-    rows = ["| type | P | R | F1 | F1 95% interval |", "|---|---|---|---|---|"]
+    rows = []
     for label, s in sorted(metrics["ents_per_type"].items()):
         low, high = ci.get("ents_per_type_f", {}).get(label, (None, None))
         interval = f"[{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "–"
-        rows.append(f"| {label} | {100 * s['p']:.1f} | {100 * s['r']:.1f} | {100 * s['f']:.1f} | {interval} |")
+        rows.append((label, f"{100 * s['p']:.1f}", f"{100 * s['r']:.1f}", f"{100 * s['f']:.1f}", interval))
     low, high = ci.get("ents_f", (metrics["ents_f"], metrics["ents_f"]))
     calibration = metrics.get("calibration")
     return Template(template).substitute(
@@ -74,7 +76,7 @@ def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> 
         ents_r=f"{100 * metrics['ents_r']:.1f}",
         ents_f=f"{100 * metrics['ents_f']:.1f}",
         ents_f_ci=f"[{100 * low:.1f}, {100 * high:.1f}]",
-        per_type="\n".join(rows),
+        per_type=table(("type", "P", "R", "F1", "F1 95% interval"), rows),
         ece=f"{100 * calibration['ece']:.1f}" if calibration else "–",
         speed=f"{metrics['speed']:,.0f}" if "speed" in metrics else "–",
         requirements=", ".join(f"`{r}`" for r in meta.get("requirements", [])),

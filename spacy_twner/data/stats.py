@@ -13,7 +13,8 @@ import srsly
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from .files import write_atomic
+from ..files import write_atomic
+from ..markdown import table as markdown_table
 
 
 def describe(path: Path) -> Dict[str, object]:
@@ -44,7 +45,7 @@ def describe_splits(paths: Sequence[Path], output_path: Path, plot_path: Optiona
     table = {Path(p).stem: describe(p) for p in paths}
     write_atomic(output_path, srsly.json_dumps(table, indent=2).encode("utf-8"))
     if plot_path:
-        from .plots import plot_data
+        from ..plots import plot_data
 
         plot_data(table, plot_path)
     return table
@@ -54,10 +55,9 @@ def stats_markdown(table: Dict[str, dict]) -> str:
     """Entities per type and split, then the totals and the case shares."""
     splits = list(table)
     types = sorted({t for s in table.values() for t in s["entities_per_type"]})
-    lines = ["| type | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
-    lines += [f"| {t} | " + " | ".join(str(table[s]["entities_per_type"].get(t, 0)) for s in splits) + " |" for t in types]
-    rows: List[tuple] = [("**entities**", "entities"), ("tweets", "tweets"), ("tokens", "tokens")]
-    lines += [f"| {name} | " + " | ".join(f"{table[s][key]:,}" for s in splits) + " |" for name, key in rows]
+    rows: List[tuple] = [(t, *(table[s]["entities_per_type"].get(t, 0) for s in splits)) for t in types]
+    for name, key in (("**entities**", "entities"), ("tweets", "tweets"), ("tokens", "tokens")):
+        rows.append((name, *(f"{table[s][key]:,}" for s in splits)))
     for name, key in (("capitalized, entity tokens", "entity_tokens"), ("capitalized, all tokens", "all_tokens")):
-        lines.append(f"| {name} | " + " | ".join(f"{table[s]['capitalized_share'][key]:.2f}" for s in splits) + " |")
-    return "\n".join(lines)
+        rows.append((name, *(f"{table[s]['capitalized_share'][key]:.2f}" for s in splits)))
+    return markdown_table(["type", *splits], rows)

@@ -220,7 +220,7 @@ def convert_file(
     from spacy.tokens import DocBin
 
     from .datasets import DATASETS
-    from .files import write_atomic
+    from ..files import write_atomic
 
     allowed = None
     if labels is not None:
@@ -240,7 +240,7 @@ def docbin_to_conll_file(input_path: Path, output_path: Path) -> None:
     """Write a DocBin back as CoNLL (written whole or not at all)."""
     from spacy.tokens import DocBin
 
-    from .files import write_atomic
+    from ..files import write_atomic
 
     docs = DocBin().from_disk(input_path).get_docs(Vocab())
     write_atomic(output_path, docs_to_conll(docs).encode("utf-8"))

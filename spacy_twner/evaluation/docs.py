@@ -46,9 +46,9 @@ def _single(render: Callable[[dict], str]) -> Callable[[Sequence[str], Path], st
 
 def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
     from .compare import serve_markdown, throughput_markdown
-    from .corpus import filter_markdown
-    from .distill import stsb_markdown
-    from .stats import stats_markdown
+    from ..data.corpus import filter_markdown
+    from .stsb import stsb_markdown
+    from ..data.stats import stats_markdown
 
     return {
         "compare": _compare,

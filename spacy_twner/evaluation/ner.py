@@ -18,6 +18,8 @@ from spacy.training import Corpus, Example
 from ..markdown import table
 
 Span = Tuple[str, int, int]  # label, start, end in reference tokens
+# Timed passes over the test tweets for words/s, after a warm-up pass.
+SPEED_PASSES = 5
 NONE = "(none)"
 # one colour per label on the displaCy page (spaCy colours only its own labels)
 PALETTE = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197", "#f0d0ff", "#e4e7d2", "#bfe1d9"]
@@ -258,7 +260,7 @@ def run_info(model_meta: dict, train_log: Optional[List[dict]]) -> dict:
 
 
 # Keys a run record sets itself; `twner evaluate --info` may not name them.
-RECORD_KEYS = frozenset({"model", "data", "changes", "gold_preproc", "ents_p", "ents_r", "ents_f", "ents_per_type", "ci",
+RECORD_KEYS = frozenset({"scored_on", "model", "data", "changes", "gold_preproc", "ents_p", "ents_r", "ents_f", "ents_per_type", "ci",
                          "bootstrap", "n_docs", "errors", "confusion", "calibration", "speed", "speed_ci", "speed_passes"})  # fmt: skip
 
 
@@ -276,13 +278,16 @@ def evaluate_run(
     info: Optional[Dict[str, str]] = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
-    speed_passes: int = 3,
+    speed_passes: int = SPEED_PASSES,
     speed_texts: int = 1000,
     gold_preproc: bool = False,
     gpu_id: int = -1,
+    fallback: Optional[Path] = None,
 ) -> dict:
     """Read the test set once with the pipeline and write the run record (JSON)
-    and whichever of the plot, worst-tweets page and reliability diagram are asked for."""
+    and whichever of the plot, worst-tweets page and reliability diagram are asked for.
+    fallback: the data to score when data_path holds no docs (a user's corpus
+    without a test set: its dev), recorded as such."""
     import spacy
     import srsly
     from spacy.cli._util import setup_gpu
@@ -293,7 +298,14 @@ def evaluate_run(
     setup_gpu(gpu_id, silent=True)
     nlp = spacy.load(model)
     examples = predict(nlp, data_path, gold_preproc=gold_preproc)
+    scored_on = "test"
+    if not examples and fallback is not None:
+        data_path, scored_on = fallback, f"{fallback} (no test set given: the dev set, which chose the checkpoint)"
+        examples = predict(nlp, data_path, gold_preproc=gold_preproc)
+    if not examples:
+        raise ValueError(f"{data_path}: no docs to score")
     metrics, errors = evaluate_examples(examples, n_bootstrap=n_bootstrap, seed=seed)
+    metrics["scored_on"] = scored_on
     metrics["calibration"] = calibration(examples)
     if speed_passes:
         speed = words_per_second(nlp, [eg.reference.text for eg in examples[:speed_texts]], passes=speed_passes)

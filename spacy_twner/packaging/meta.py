@@ -1,6 +1,7 @@
 """The meta.json and the model card (README) that `spacy package` puts into en_twner."""
+from pathlib import Path
 from string import Template
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from ..markdown import table
 
@@ -16,8 +17,11 @@ def build_meta(
     requirements: Iterable[str] = (),
     name: Optional[str] = None,
     version: Optional[str] = None,
+    description: Optional[str] = None,
+    data_report: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Template fields, test-set scores and the packaged code's requirements.
+    """Template fields, test-set scores and the packaged code's requirements;
+    for a user's own data, its description and files (data_report).
 
     `performance` holds the test scores users compare with the literature; the
     dev scores that chose the checkpoint stay under `performance_dev`.
@@ -31,6 +35,15 @@ def build_meta(
         meta["name"] = name
     if version:
         meta["version"] = version
+    if description:
+        meta["description"] = description
+    for key in ("url", "author", "email"):  # empty in a user's template: spaCy's card would link to nowhere
+        if not meta.get(key):
+            meta.pop(key, None)
+    if data_report is not None:
+        meta["sources"] = data_sources(data_report) + list(meta.get("sources", []))
+    if test_metrics.get("base"):
+        meta.setdefault("sources", []).insert(0, {"name": f"continued from the pipeline {test_metrics['base']}"})
     meta["performance"] = {k: test_metrics[k] for k in SCORE_KEYS if k in test_metrics}
     if test_metrics.get("calibration"):
         meta["performance"]["ents_confidence_ece"] = test_metrics["calibration"]["ece"]
@@ -54,9 +67,24 @@ def overlay(base: Dict[str, Any], *overlays: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def data_sources(report: Dict[str, Any]) -> List[Dict[str, str]]:
+    """meta.json sources for a user's own data (`twner prepare`'s report): each file with its format and size."""
+    sources = []
+    for split, info in report.get("files", {}).items():
+        sources.append({"name": f"{split}: {Path(info['path']).name} ({info['format']}, {info['docs']:,} tweets)"})
+    if "dev_split" in report:
+        split = report["dev_split"]
+        sources.append({"name": f"dev: {split['docs']:,} tweets held out of train (share {split['share']}, seed {split['seed']})"})
+    return sources
+
+
 def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> str:
-    """The package README: the template (configs/model-card.md) with $-fields
-    filled from meta.json and the test metrics."""
+    """The package README as spaCy's own packages have it (spaCy's generator:
+    description, the feature table, label scheme, accuracy), then the
+    template (configs/model-card*.md) with $-fields filled from meta.json
+    and the build's test record."""
+    from spacy.cli.package import generate_readme
+
     ci = metrics.get("ci", {})
     rows = []
     for label, s in sorted(metrics["ents_per_type"].items()):
@@ -65,13 +93,18 @@ def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> 
         rows.append((label, f"{100 * s['p']:.1f}", f"{100 * s['r']:.1f}", f"{100 * s['f']:.1f}", interval))
     low, high = ci.get("ents_f", (metrics["ents_f"], metrics["ents_f"]))
     calibration = metrics.get("calibration")
-    return Template(template).substitute(
-        name=f"{meta['lang']}_{meta['name']}",
+    name = f"{meta['lang']}_{meta['name']}"
+    header = generate_readme({**meta, "description": meta.get("description", "")}).strip()
+    body = Template(template).substitute(
+        name=name,
         version=meta["version"],
         description=meta.get("description", ""),
         pipeline=", ".join(f"`{p}`" for p in meta.get("pipeline", [])),
+        labels=", ".join(f"`{label}`" for label in meta.get("labels", {}).get("ner", [])),
         dataset=metrics.get("dataset", "the training data"),
         test_data=metrics.get("data", "the test split"),
+        scored_on=metrics.get("scored_on", "test"),
+        base=metrics.get("base") or "none (route a: from the backbone)",
         ents_p=f"{100 * metrics['ents_p']:.1f}",
         ents_r=f"{100 * metrics['ents_r']:.1f}",
         ents_f=f"{100 * metrics['ents_f']:.1f}",
@@ -79,6 +112,8 @@ def model_card(meta: Dict[str, Any], metrics: Dict[str, Any], template: str) -> 
         per_type=table(("type", "P", "R", "F1", "F1 95% interval"), rows),
         ece=f"{100 * calibration['ece']:.1f}" if calibration else "–",
         speed=f"{metrics['speed']:,.0f}" if "speed" in metrics else "–",
+        n_docs=f"{metrics.get('n_docs', 0):,}",
         requirements=", ".join(f"`{r}`" for r in meta.get("requirements", [])),
         license=meta.get("license", ""),
     )
+    return f"# {name} {meta['version']}\n\n{header}\n\n{body.strip()}\n"

@@ -37,6 +37,8 @@ def package_pipeline(
     name: Optional[str] = None,
     version: Optional[str] = None,
     requirements: Iterable[str] = (),
+    description: Optional[str] = None,
+    data_report: Optional[Path] = None,
 ) -> Path:
     """Run `spacy package`, drop spacy-twner from the requirements, add the
     model card and licence, build the wheel.
@@ -47,8 +49,8 @@ def package_pipeline(
     """
     metrics = srsly.read_json(metrics_path)
     template = overlay(*(srsly.read_json(p) for p in template_paths))
-    meta = build_meta(srsly.read_json(Path(model_path) / "meta.json"), metrics, template,
-                      requirements=requirements, name=name, version=version)  # fmt: skip
+    meta = build_meta(srsly.read_json(Path(model_path) / "meta.json"), metrics, template, requirements=requirements, name=name,
+                      version=version, description=description, data_report=srsly.read_json(data_report) if data_report else None)  # fmt: skip
     full_name = f"{meta['lang']}_{meta['name']}"
     main_path = Path(output_dir) / f"{full_name}-{meta['version']}"
     shutil.rmtree(main_path, ignore_errors=True)

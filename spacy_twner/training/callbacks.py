@@ -1,5 +1,8 @@
 """Training-time callbacks named in the training configs.
 
+`add_labels` gives a sourced NER the labels of the user's data it lacks
+(a sourced component is not initialized, so it would never learn of them).
+
 `freeze_weights` keeps chosen transformer weights as the backbone gave them.
 thinc's PyTorchShim updates only parameters that received a gradient, so a
 parameter with requires_grad off is neither trained nor given Adam state:
@@ -9,7 +12,10 @@ pretrained model put them, and saves the dense gradient and update of that
 table at every step. Runs after initialization, so never in a loaded
 pipeline: the packages do not need it.
 """
+from pathlib import Path
 from typing import Callable, List
+
+import srsly
 
 from spacy.language import Language
 from thinc.api import Model
@@ -44,3 +50,19 @@ def freeze_weights(names: List[str] = []) -> Callable[[Language], Language]:
         return nlp
 
     return after_init
+
+
+def add_labels(path: str, component: str = "ner") -> Callable[[Language], Language]:
+    """An [initialize.before_init] callback: every label of the JSON list at
+    `path` that the component lacks is added (its output layer grows; the
+    labels it knew keep their weights)."""
+
+    def before_init(nlp: Language) -> Language:
+        labels = srsly.read_json(Path(path))
+        pipe = nlp.get_pipe(component)
+        for label in labels:
+            if label not in pipe.labels:
+                pipe.add_label(label)
+        return nlp
+
+    return before_init

@@ -63,7 +63,8 @@ def pretrain(
     case_types: bool = True,
     seed: int = 0,
 ) -> Dict[str, Any]:
-    """Train the backbone on masked-LM over the texts and save it to output_dir."""
+    """Train the backbone on masked-LM over the texts and save it to output_dir;
+    with epochs 0, save it as it is (case types grown), with no training."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
@@ -73,11 +74,17 @@ def pretrain(
     torch.manual_seed(seed)
     path = resolve_backbone(backbone)
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+    if epochs <= 0:
+        return _save(AutoModel.from_pretrained(path), tokenizer, backbone, output_dir, case_types,
+                     {"backbone": backbone, "epochs": 0, "steps": 0, "case_types": case_types})  # fmt: skip
     texts = [t for path in text_paths for t in read_texts(path) if t.strip()]
     random.shuffle(texts)
     if max_texts:
         texts = texts[: max_texts + HELD_OUT]
-    held_out, texts = texts[:HELD_OUT], texts[HELD_OUT:]
+    n_held_out = min(HELD_OUT, len(texts) // 10)  # a user's few hundred tweets keep most for training
+    held_out, texts = texts[:n_held_out], texts[n_held_out:]
+    if not texts or not held_out:
+        raise ValueError(f"{len(texts) + n_held_out} texts: too few for masked-LM adaptation (at least 10); use --epochs 0 to keep the backbone")
     train, evaluation = encode(texts, tokenizer, case_types), encode(held_out, tokenizer, case_types)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "some weights were newly initialized": the MLM transform, on purpose
@@ -105,16 +112,6 @@ def pretrain(
         losses.append(loss.item())
     seconds = time.perf_counter() - start
     loss_after = held_out_loss(model, evaluation, collate, seed)
-    # Save the encoder as the backbone it came from (pooler included), not the MLM model.
-    encoder = AutoModel.from_pretrained(path)
-    if case_types:
-        grow_token_types(encoder, CaseTokenTypes.n_types, backbone)
-    missing, unexpected = encoder.load_state_dict(model.base_model.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("pooler.") for key in missing):
-        raise ValueError(f"adapted weights do not fit {backbone}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    output_dir = Path(output_dir)
-    encoder.save_pretrained(output_dir, safe_serialization=True)
-    tokenizer.save_pretrained(output_dir)
     stats = {
         "backbone": backbone, "texts": len(train), "held_out_texts": len(evaluation), "steps": steps,
         "batch_size": batch_size, "epochs": epochs, "learning_rate": learning_rate, "case_types": case_types,
@@ -123,6 +120,21 @@ def pretrain(
         "train_loss_first_50": round(float(numpy.mean(losses[:50])), 4),
         "train_loss_last_50": round(float(numpy.mean(losses[-50:])), 4),
     }  # fmt: skip
+    # Save the encoder as the backbone it came from (pooler included), not the MLM model.
+    return _save(AutoModel.from_pretrained(path), tokenizer, backbone, output_dir, case_types, stats, model.base_model.state_dict())
+
+
+def _save(encoder, tokenizer, backbone: str, output_dir: Path, case_types: bool, stats: Dict[str, Any], state=None) -> Dict[str, Any]:
+    """The encoder (with the adapted weights, if any) and tokenizer as a Hugging Face folder, and the stats beside them."""
+    if case_types:
+        grow_token_types(encoder, CaseTokenTypes.n_types, backbone)
+    if state is not None:
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+        if unexpected or any(not key.startswith("pooler.") for key in missing):
+            raise ValueError(f"adapted weights do not fit {backbone}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    output_dir = Path(output_dir)
+    encoder.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
     (output_dir / "twner_pretrain.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
     return stats
 

@@ -331,6 +331,7 @@ def evaluate(
     speed_passes: int = typer.Option(5, "--speed-passes", help="Timed passes over the test tweets for words/s (after one warm-up pass; 0: none)"),
     gold_preproc: bool = typer.Option(False, "--gold-preproc", help="Predict on the gold tokens instead of re-tokenizing"),
     fallback: Optional[Path] = typer.Option(None, "--fallback", help="Score this instead when DATA holds no docs (a corpus without a test set: its dev), and say so in the record", exists=True),
+    labels: str = typer.Option("", "--labels", "-l", help="Comma-separated labels to score, the others left out (empty: all)"),
     gpu_id: int = GPU_ID,
 ) -> None:
     """Score a pipeline on test: spaCy's P/R/F1 with bootstrap 95% intervals,
@@ -346,6 +347,7 @@ def evaluate(
         model, data_path, output_path, plot_path=plot_path, worst_path=worst_path, reliability_path=reliability_path,
         worst_limit=worst_limit, train_log=train_log, changes=changes, info=extra, n_bootstrap=n_bootstrap,
         seed=seed, speed_passes=speed_passes, gold_preproc=gold_preproc, gpu_id=gpu_id, fallback=fallback,
+        labels=[label for label in labels.split(",") if label],
     )  # fmt: skip
     print(summary_tables(metrics))
     msg.good(f"Wrote {output_path}")

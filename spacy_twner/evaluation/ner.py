@@ -8,7 +8,7 @@ kinds and label confusions, and the tweets with the most errors.
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.language import Language
@@ -260,7 +260,7 @@ def run_info(model_meta: dict, train_log: Optional[List[dict]]) -> dict:
 
 
 # Keys a run record sets itself; `twner evaluate --info` may not name them.
-RECORD_KEYS = frozenset({"scored_on", "model", "data", "changes", "gold_preproc", "ents_p", "ents_r", "ents_f", "ents_per_type", "ci",
+RECORD_KEYS = frozenset({"scored_on", "labels_scored", "model", "data", "changes", "gold_preproc", "ents_p", "ents_r", "ents_f", "ents_per_type", "ci",
                          "bootstrap", "n_docs", "errors", "confusion", "calibration", "speed", "speed_ci", "speed_passes"})  # fmt: skip
 
 
@@ -283,11 +283,14 @@ def evaluate_run(
     gold_preproc: bool = False,
     gpu_id: int = -1,
     fallback: Optional[Path] = None,
+    labels: Sequence[str] = (),
 ) -> dict:
     """Read the test set once with the pipeline and write the run record (JSON)
     and whichever of the plot, worst-tweets page and reliability diagram are asked for.
     fallback: the data to score when data_path holds no docs (a user's corpus
-    without a test set: its dev), recorded as such."""
+    without a test set: its dev), recorded as such. labels: score these
+    labels only (gold and predicted entities of others left out), e.g. a
+    pipeline's old labels after it learnt new ones."""
     import spacy
     import srsly
     from spacy.cli._util import setup_gpu
@@ -304,8 +307,14 @@ def evaluate_run(
         examples = predict(nlp, data_path, gold_preproc=gold_preproc)
     if not examples:
         raise ValueError(f"{data_path}: no docs to score")
+    if labels:
+        for eg in examples:
+            keep_only(eg.reference, labels)
+            keep_only(eg.predicted, labels)
     metrics, errors = evaluate_examples(examples, n_bootstrap=n_bootstrap, seed=seed)
     metrics["scored_on"] = scored_on
+    if labels:
+        metrics["labels_scored"] = list(labels)
     metrics["calibration"] = calibration(examples)
     if speed_passes:
         speed = words_per_second(nlp, [eg.reference.text for eg in examples[:speed_texts]], passes=speed_passes)
@@ -320,6 +329,11 @@ def evaluate_run(
     if reliability_path and metrics["calibration"]:
         plot_reliability(metrics["calibration"], reliability_path, title=Path(output_path).stem)
     return metrics
+
+
+def keep_only(doc, labels: Sequence[str]) -> None:
+    """Leave out doc's entities of other labels; their tokens stay annotated as outside any entity."""
+    doc.set_ents([e for e in doc.ents if e.label_ in labels], default="outside")
 
 
 def summary_tables(metrics: dict) -> str:

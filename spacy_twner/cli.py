@@ -380,6 +380,30 @@ def calibrate(
         msg.good(f"Best temperature {best}: set [components.{result['component']}] confidence_temperature (or use --apply); wrote {output_path}")
 
 
+@app.command("tune-vote")
+def tune_vote(
+    model: str = typer.Argument(..., help="An ensemble pipeline (twner_vote): build it at any threshold, the vote is redone per setting"),
+    data_path: Path = typer.Argument(..., help="Dev DocBin (.spacy): choosing the vote is model selection, never on test", exists=True, dir_okay=False),
+    output_path: Path = OUTPUT_JSON,
+) -> None:
+    """Choose an ensemble's members, weights and threshold on dev: every member
+    subset, weight and threshold of the grid scored; the best is printed and recorded."""
+    import srsly
+
+    from .evaluation.vote import tune_vote as run, vote_rows
+    from .files import write_atomic
+
+    try:
+        report = run(model, data_path)
+    except ValueError as e:
+        _fail(e)
+    write_atomic(output_path, srsly.json_dumps(report, indent=2).encode("utf-8"))
+    msg.table(vote_rows(report), header=("members", "weights", "threshold", "dev P", "dev R", "dev F1"), aligns=("l", "l", "r", "r", "r", "r"))
+    best = report["best"]
+    weights = " ".join(f"--weight {m}={w:g}" for m, w in best["weights"].items())
+    msg.good(f"Best on dev: {'+'.join(best['members'])} at threshold {best['threshold']:g} ({weights}), F1 {100 * best['ents_f']:.1f}; wrote {output_path}")
+
+
 @app.command()
 def compare(
     metrics_paths: List[Path] = typer.Argument(..., help="Run records from `twner evaluate` (or `spacy evaluate`)", exists=True, dir_okay=False),
@@ -490,6 +514,29 @@ def import_e5(
         _fail(e)
     msg.good(f"Wrote {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
+
+
+@app.command("ensemble-config")
+def ensemble_config(
+    output_path: Path = typer.Argument(..., help="Config to write (.cfg), for `spacy assemble`"),
+    members: List[str] = typer.Option(..., "--member", "-m", help="NAME=PIPELINE: a trained pipeline (directory or package) with transformer and ner, repeatable"),
+    threshold: float = typer.Option(0.2, "--threshold", help="Lowest vote score an entity needs"),
+    weights: List[str] = typer.Option([], "--weight", "-w", help="NAME=WEIGHT of a member in the vote (default 1.0), repeatable"),
+    lang: str = typer.Option("en", "--lang", help="The ensemble's language (its tokenizer)"),
+) -> None:
+    """An ensemble of trained pipelines that vote on each entity: the config
+    `spacy assemble` builds it from."""
+    from .packaging.ensemble import ensemble_config as build
+
+    named = dict(_key_value(m, "--member") for m in members)
+    try:
+        config = build({k: str(v) for k, v in named.items()}, threshold=threshold, lang=lang,
+                       weights={k: float(v) for k, v in (_key_value(w, "--weight") for w in weights)})  # fmt: skip
+    except ValueError as e:
+        _fail(e)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    config.to_disk(output_path)
+    msg.good(f"Wrote {output_path}: {', '.join(named)} vote at threshold {threshold}")
 
 
 @app.command()

@@ -302,6 +302,7 @@ def package(
     requirements: List[str] = typer.Option([], "--requirement", "-r", help="Extra requirement of the packaged pipeline"),
     description: str = typer.Option("", "--description", help="One line on what the pipeline does (default: the template's)"),
     data_report: Optional[Path] = typer.Option(None, "--data", help="Your own data: `twner prepare`'s report.json, whose files become the meta's sources", exists=True, dir_okay=False),
+    record: Optional[Path] = typer.Option(None, "--record", help="JSON to write: the wheel's name, version, path and size (for the docs' package table)"),
 ) -> None:
     """Package a pipeline as a wheel: spacy_twner/pipeline/ as its code, the test
     scores, data sources, licences and a model card."""
@@ -311,6 +312,13 @@ def package(
         raise typer.BadParameter(f"{name!r} is this project's own pipeline: name yours (--vars.name mine)", param_hint="--name")
     wheel = package_pipeline(model_path, metrics_path, output_dir, template_paths, card_path, name=name, version=version,
                              requirements=requirements, description=description or None, data_report=data_report)  # fmt: skip
+    if record is not None:
+        import srsly
+
+        from .files import write_atomic
+
+        package = wheel.name.split("-")[0]
+        write_atomic(record, srsly.json_dumps({"package": package, "version": version, "wheel": str(wheel), "bytes": wheel.stat().st_size}, indent=2).encode("utf-8"))
     msg.good(f"Built {wheel} ({wheel.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -6,6 +6,14 @@ A table sits between two markers that name how to make it:
     ...generated Markdown...
     <!-- end table -->
 
+A single figure in running text sits between two inline markers that name
+its record, the key (dotted for nested ones) and the form:
+
+    en_twner scores <!-- value: docs/runs/en_twner.json ents_f pct -->50.5<!-- /value --> F1
+
+(forms: pct, 100 x a share with one decimal; int, a whole number with
+thousands separators; float1; mib, bytes as MiB with one decimal; text).
+
 `twner docs docs/*.md` rewrites every such block from its records, and the
 tests check that none is stale, so a figure in the docs is always the one its
 record holds. Paths (and globs) are relative to the project root.
@@ -18,6 +26,27 @@ from typing import Callable, Dict, List, Sequence
 import srsly
 
 BLOCK = re.compile(r"(<!-- table: (?P<spec>[^\n]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.DOTALL)
+VALUE = re.compile(r"(<!-- value: (?P<record>\S+) (?P<key>\S+) (?P<form>\w+) -->)(?P<body>[^<]*)(<!-- /value -->)")
+FORMS: Dict[str, Callable[[object], str]] = {
+    "pct": lambda v: f"{100 * float(v):.1f}",
+    "int": lambda v: f"{float(v):,.0f}",
+    "float1": lambda v: f"{float(v):,.1f}",
+    "mib": lambda v: f"{float(v) / 2**20:,.1f}",
+    "text": str,
+}
+
+
+def value(record: str, key: str, form: str, root: Path) -> str:
+    """One figure of one record, formatted."""
+    (path,) = _records([record], root)
+    data = srsly.read_json(path)
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            raise KeyError(f"{record} has no {key!r}")
+        data = data[part]
+    if form not in FORMS:
+        raise ValueError(f"unknown value form {form!r} (known: {', '.join(FORMS)})")
+    return FORMS[form](data)
 
 
 def _records(patterns: Sequence[str], root: Path) -> List[Path]:
@@ -70,7 +99,10 @@ def render(text: str, root: Path = Path(".")) -> str:
             raise ValueError(f"unknown table kind {name!r} (known: {', '.join(generators)})")
         return f"{match.group(1)}{generators[name](args, root).rstrip()}\n{match.group(4)}"
 
-    return BLOCK.sub(replace, text)
+    def replace_value(match: "re.Match[str]") -> str:
+        return f"{match.group(1)}{value(match['record'], match['key'], match['form'], root)}{match.group(6)}"
+
+    return VALUE.sub(replace_value, BLOCK.sub(replace, text))
 
 
 def update_tables(paths: Sequence[Path], write: bool = True, root: Path = Path(".")) -> List[Path]:

@@ -123,6 +123,7 @@ def init_config(
     base: str = typer.Option("", "--base", help="Route (b): a float pipeline to continue from (en_twner_fp32, xx_twner_fp32 or a directory); empty: route (a)"),
     embedder: str = typer.Option("", "--embedder", help="A pipeline whose sentence_embedder to copy in (e.g. en_twner); empty: none"),
     rehearse: str = typer.Option("", "--rehearse", help="Route (b): rehearsal data is given (`twner rehearse`), so the base's NER and all its labels are kept"),
+    template: Path = typer.Option(Path("configs/trf.cfg"), "--template", help="The training config to start from (the project's)", exists=True, dir_okay=False),
 ) -> None:
     """The spaCy training config for your labels: from a backbone (route a) or
     continuing from a trained pipeline (route b)."""
@@ -133,7 +134,7 @@ def init_config(
     labels = srsly.read_json(labels_path)
     try:
         config = own_config(labels, lang=lang, backbone=backbone, base=base or None, embedder=embedder or None,
-                            labels_path=str(labels_path), keep_labels=bool(rehearse))  # fmt: skip
+                            labels_path=str(labels_path), keep_labels=bool(rehearse), template=template)  # fmt: skip
         description = route(base or None, labels, keep_labels=bool(rehearse))
     except ValueError as e:
         _fail(e)

@@ -15,6 +15,8 @@ A block that cannot run here says so on the line above its fence,
 
 and is reported as skipped with that reason. A bash block runs command by
 command; `twner serve ...` is started, sent one request, stopped with SIGTERM.
+The blocks of docs/own-data.md marked `<!-- doc-test: own-data -->` run in a
+copy of the project instead, in order, as that guide's own test.
 """
 import json
 import os
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.slow
 
 RUNNABLE = {"bash", "sh", "shell", "console", "python"}
 SKIP = re.compile(r"<!--\s*doc-test:\s*skip:\s*(?P<reason>.+?)\s*-->")
+OWN_DATA = re.compile(r"<!--\s*doc-test:\s*own-data\s*-->")
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
 TWEETS = [
     "Heading to New York with Justin Bieber tomorrow #excited",
@@ -53,6 +56,7 @@ class Block(NamedTuple):
     lang: str
     code: str
     skip: str  # the reason, or ""
+    own_data: bool = False  # run by the own-data guide's test, in a project copy
 
     @property
     def id(self) -> str:
@@ -73,12 +77,15 @@ def documented_blocks() -> List[Block]:
             skip = SKIP.search(lines[i - 1]) if i else None
             if fence["lang"] in RUNNABLE:
                 code = "\n".join(lines[i + 1 : end]) + "\n"
-                blocks.append(Block(path, i + 1, fence["lang"], code, skip["reason"] if skip else ""))
+                own = bool(i and OWN_DATA.search(lines[i - 1]))
+                blocks.append(Block(path, i + 1, fence["lang"], code, skip["reason"] if skip else "", own))
             i = end + 1
     return blocks
 
 
-BLOCKS = documented_blocks()
+ALL_BLOCKS = documented_blocks()
+BLOCKS = [b for b in ALL_BLOCKS if not b.own_data]
+GUIDE = [b for b in ALL_BLOCKS if b.own_data]
 
 
 def commands(code: str) -> List[str]:
@@ -251,3 +258,66 @@ def test_annotate_and_evaluate_by_package_name_give_the_packages_entities(user_v
     assert scored.returncode == 0, scored.stderr[-4000:]
     metrics = json.loads((tmp_path / "scores.json").read_text())
     assert metrics["model"] == "en_twner_fp32" and 0.0 <= metrics["ents_f"] <= 1.0
+
+
+# --- docs/own-data.md: the guide's commands on the shipped example ---------------
+
+FRESH_LOAD = """
+import json, socket, sys
+def no_network(event, args):
+    if event in ("socket.__new__", "socket.connect", "socket.getaddrinfo"):
+        raise OSError(f"network access attempted: {event}")
+sys.addaudithook(no_network)
+import importlib.util
+assert importlib.util.find_spec("spacy_twner") is None, "spacy_twner is installed"
+import spacy
+nlp = spacy.load("en_example")
+texts = [json.loads(line)["text"] for line in open(sys.argv[1], encoding="utf-8")]
+docs = list(nlp.pipe(texts))
+print(json.dumps({"labels": sorted({e.label_ for d in docs for e in d.ents}), "entities": sum(len(d.ents) for d in docs),
+                  "ner_labels": list(nlp.get_pipe("ner").labels), "version": nlp.meta["version"]}))
+"""
+
+
+def test_the_own_data_guide_runs_on_the_example_and_its_wheel_loads_offline_in_a_fresh_venv(user_venv, workdir, tmp_path):
+    """Every command of docs/own-data.md, in a copy of the project, in the
+    user's environment (spacy_twner and en_twner_fp32 installed); then the
+    example's wheel alone in a fresh venv without spacy_twner, offline:
+    doc.ents carries the example's labels, none of WNUT's."""
+    import shutil
+
+    assert [b.lang for b in GUIDE] == ["bash", "python", "bash"], [b.id for b in GUIDE]
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("project.yml", "LICENSE"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(ROOT / "configs", project / "configs")
+    shutil.copytree(ROOT / "assets" / "own-example", project / "assets" / "own-example")
+    env = user_env(user_venv)
+    for block in GUIDE:
+        if block.lang == "python":
+            out = subprocess.run([str(user_venv / "bin" / "python"), "-c", block.code], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, out.stderr[-4000:]
+            assert "['brand', 'drug', 'game']" in out.stdout or "('brand', 'drug', 'game')" in out.stdout, out.stdout
+            continue
+        for command in commands(block.code):
+            out = run_command(command, project, env, timeout=1800)
+            assert out.returncode == 0, f"{command}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    card = (project / "packages" / "en_example-0.1.0" / "README.md").read_text(encoding="utf-8")
+    assert "| **Name** | `en_example` |" in card and "`brand`, `drug`, `game`" in card and "train.jsonl" in card
+    b_record = json.loads((project / "metrics" / "example_b.json").read_text())
+    assert b_record["base"] == "en_twner_fp32" and b_record["scored_on"] == "test"
+
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True)
+    pip = [str(fresh / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["torch==2.13.0"], check=True)
+    subprocess.run(pip + [str(project / "packages" / "en_example-0.1.0" / "dist" / "en_example-0.1.0-py3-none-any.whl")], check=True)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    clean.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([str(fresh / "bin" / "python"), "-c", FRESH_LOAD, str(ROOT / "assets" / "own-example" / "test.jsonl")],
+                         capture_output=True, text=True, env=clean, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["ner_labels"] == ["brand", "drug", "game"] and loaded["version"] == "0.1.0"
+    assert loaded["entities"] > 0 and set(loaded["labels"]) <= {"brand", "drug", "game"} and loaded["labels"]

@@ -12,7 +12,7 @@ from spacy.vocab import Vocab
 
 from spacy_twner.data.formats import DataError, read_labelled
 from spacy_twner.data.prepare import prepare_corpus
-from spacy_twner.training.own_config import own_config
+from spacy_twner.training.own_config import own_config as build_config
 
 from .conftest import ROOT, train_tiny, twner
 
@@ -184,3 +184,7 @@ def test_continuing_keeps_the_shared_labels_weights_and_learns_the_new_ones(tiny
     nlp = spacy.load(model)
     assert set(nlp.get_pipe("ner").labels) == base_labels | {"drug"}
     assert "drug" in {e.label_ for doc in nlp.pipe(t for t, _ in texts) for e in doc.ents}
+
+
+def own_config(labels, **kwargs):
+    return build_config(labels, template=ROOT / "configs" / "trf.cfg", **kwargs)

@@ -25,6 +25,8 @@ from typing import Callable, Dict, List, Sequence
 
 import srsly
 
+from ..markdown import table
+
 BLOCK = re.compile(r"(<!-- table: (?P<spec>[^\n]*?) -->\n)(?P<body>.*?)(<!-- end table -->)", re.DOTALL)
 VALUE = re.compile(r"(<!-- value: (?P<record>\S+) (?P<key>\S+) (?P<form>\w+) -->)(?P<body>[^<]*)(<!-- /value -->)")
 FORMS: Dict[str, Callable[[object], str]] = {
@@ -73,6 +75,21 @@ def _single(render: Callable[[dict], str]) -> Callable[[Sequence[str], Path], st
     return make
 
 
+def _packages(args: Sequence[str], root: Path) -> str:
+    """The table of shipped packages from a build manifest (docs/runs/build.json):
+    per package its test record, throughput record and option, package record."""
+    (path,) = _records(args, root)
+    rows = []
+    for name, entry in srsly.read_json(path)["packages"].items():
+        test = srsly.read_json(Path(root) / entry["test"])
+        low, high = test["ci"]["ents_f"]
+        speed_record, option = entry["speed"]
+        speed = srsly.read_json(Path(root) / speed_record)[option]["tweets_per_s"]
+        size = srsly.read_json(Path(root) / entry["package"])["bytes"]
+        rows.append((f"`{name}`", entry["what"], f"**{100 * test['ents_f']:.1f}** [{100 * low:.1f}, {100 * high:.1f}]", f"{speed:,.0f}", f"{size / 2**20:,.0f}"))
+    return table(("package", "what", "WNUT16 test F1 [95% CI]", "tweets/s", "wheel MiB"), rows)
+
+
 def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
     from .compare import serve_markdown, throughput_markdown
     from ..data.corpus import filter_markdown
@@ -86,6 +103,7 @@ def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
         "filter": _single(filter_markdown),
         "throughput": _single(throughput_markdown),
         "serve": _single(serve_markdown),
+        "packages": _packages,
     }
 
 

@@ -40,12 +40,37 @@ def main(
 # Options several commands share: one definition, the same defaults.
 GPU_ID = typer.Option(-1, "--gpu-id", "-g", help="GPU to use, -1 for CPU")
 OUTPUT_JSON = typer.Option(..., "--output", "-o", help="JSON to write")
-FORMAT = typer.Option(InputFormat.auto, "--format", "-f", help="Input format")
-TEXT_FIELD = typer.Option("text", "--text-field", help="JSONL field that holds the tweet")
-EMBEDDINGS = typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too")
-SKIP_BAD = typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping at the first")
 BATCH_SIZE = typer.Option(64, "--batch-size", "-b", help="Tweets per batch")
-SORT_BUFFER = typer.Option(None, "--sort-buffer", help="The transformer sorts this many tweets by length at a time so batches pad little (0: off; default: the pipeline's own)")
+# What annotate and annotate-files both take (added by annotation_options)
+ANNOTATION_OPTIONS = [
+    ("input_format", InputFormat, typer.Option(InputFormat.auto, "--format", "-f", help="Input format")),
+    ("text_field", str, typer.Option("text", "--text-field", help="JSONL field that holds the tweet")),
+    ("embeddings", bool, typer.Option(False, "--embeddings", help="Write each tweet's sentence embedding too")),
+    ("skip_bad", bool, typer.Option(False, "--skip-bad", help="Report and skip unreadable lines instead of stopping at the first")),
+    ("batch_size", int, BATCH_SIZE),
+    ("sort_buffer", Optional[int], typer.Option(None, "--sort-buffer", help="The transformer sorts this many tweets by length at a time so batches pad little (0: off; default: the pipeline's own)")),
+]
+
+
+def annotation_options(command):
+    """Adds ANNOTATION_OPTIONS to a command's signature (typer reads it); the
+    command receives them as one dict, `options`."""
+    import functools
+    import inspect
+
+    names = [name for name, _, _ in ANNOTATION_OPTIONS]
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind) for name, kind, default in ANNOTATION_OPTIONS]
+
+    @functools.wraps(command)
+    def with_options(**kwargs):
+        options = {name: kwargs.pop(name) for name in names}
+        return command(**kwargs, options=options)
+
+    with_options.__signature__ = signature.replace(parameters=own + shared)
+    with_options.__annotations__ = {**{p.name: p.annotation for p in own}, **{name: kind for name, kind, _ in ANNOTATION_OPTIONS}}
+    return with_options
 LANGUAGES_OPTION = typer.Option("all", "--languages", help=f"Comma-separated stsb-multi-mt languages besides English, or all ({','.join(LANGUAGES)})")
 # The packages this project builds itself: a user's own pipeline needs another name.
 RESERVED_NAMES = {"twner", "twner_fp32"}
@@ -263,13 +288,13 @@ def pretrain(
 ) -> None:
     """Domain-adaptive masked-LM pretraining of the backbone on tweets (--epochs 0: the backbone as it is)."""
     from .training.pretrain import pretrain as run
+    from .training import Schedule
 
     if base:
         msg.info(f"Route (b): {base}'s transformer is the backbone; no masked-LM step")
         return
 
-    stats = run(backbone, texts, output_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                max_texts=max_texts, case_types=case_types, seed=seed)  # fmt: skip
+    stats = run(backbone, texts, output_dir, Schedule(epochs, batch_size, learning_rate, seed), max_texts=max_texts, case_types=case_types)
     msg.good(f"Saved the adapted backbone to {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
 
@@ -455,9 +480,10 @@ def distill(
     """Multilingual knowledge distillation into the static student (the fast
     sentence embedder): student(English), student(translation) -> teacher(English)."""
     from .training.distill import distill as run
+    from .training import Schedule
 
-    stats = run(teacher, student, data_dir, output_dir, languages=_languages(languages), epochs=epochs, batch_size=batch_size,
-                learning_rate=learning_rate, max_pairs=max_pairs, vocab_size=vocab_size, seed=seed)  # fmt: skip
+    stats = run(teacher, student, data_dir, output_dir, Schedule(epochs, batch_size, learning_rate, seed), languages=_languages(languages),
+                max_pairs=max_pairs, vocab_size=vocab_size)  # fmt: skip
     msg.good(f"Saved the student to {output_dir}")
     msg.table(sorted(stats.items()), header=("", "value"), aligns=("l", "r"))
 
@@ -501,9 +527,10 @@ def tune_head(
     """Tune a linear head on a sentence encoder with STSb train's scores, in
     every language and English-other pair (spacy_twner.LinearHead.v1)."""
     from .training.tune_head import tune_head as run
+    from .training import Schedule
 
-    report = run(encoder, data_dir, output_dir, _languages(languages), epochs=epochs, learning_rate=learning_rate,
-                 identity_weight=identity_weight, batch_size=batch_size, max_rows=max_rows, seed=seed)  # fmt: skip
+    report = run(encoder, data_dir, output_dir, _languages(languages), Schedule(epochs, batch_size, learning_rate, seed),
+                 identity_weight=identity_weight, max_rows=max_rows)  # fmt: skip
     msg.table([(h["epoch"], f"{h['dev_mean']:.2f}") for h in report["history"]], header=("epoch", "dev mean Spearman"), aligns=("r", "r"))
     msg.good(f"Epoch {report['chosen_epoch']} (dev mean {report['dev_mean_without_head']:.2f} without the head); wrote {output_dir}")
 
@@ -549,18 +576,14 @@ def ensemble_config(
 
 
 @app.command()
+@annotation_options
 def annotate(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory"),
     input_path: Path = typer.Argument(..., help="Tweets: one per line, or JSONL; - for stdin"),
     output_path: Path = typer.Argument(..., help="JSONL to write; - for stdout"),
-    input_format: InputFormat = FORMAT,
-    text_field: str = TEXT_FIELD,
-    embeddings: bool = EMBEDDINGS,
-    skip_bad: bool = SKIP_BAD,
-    batch_size: int = BATCH_SIZE,
-    sort_buffer: Optional[int] = SORT_BUFFER,
     n_process: int = typer.Option(1, "--n-process", "-n", help="Processes (each loads the pipeline; torch threads are split between them)"),
     gpu_id: int = GPU_ID,
+    options: Optional[dict] = None,
 ) -> None:
     """Annotate tweets with entities (text, label, start/end char, confidence): a
     stream in, JSONL out. Memory stays flat on any input size. A line that cannot
@@ -571,12 +594,10 @@ def annotate(
     def say(text: str) -> None:  # stderr: stdout may be the output
         typer.echo(text, err=True)
 
+    text_field = _text_field(options.pop("input_format"), [input_path], options.pop("text_field"))
     try:
-        counts = annotate_path(
-            model, input_path, output_path, text_field=_text_field(input_format, [input_path], text_field),
-            skip_bad=skip_bad, on_skip=lambda bad: say(f"skipped {bad}"), embeddings=embeddings,
-            batch_size=batch_size, n_process=n_process, sort_buffer=sort_buffer, gpu_id=gpu_id,
-        )  # fmt: skip
+        counts = annotate_path(model, input_path, output_path, text_field=text_field, on_skip=lambda bad: say(f"skipped {bad}"),
+                               n_process=n_process, gpu_id=gpu_id, **options)  # fmt: skip
     except (BadLine, FileNotFoundError, ValueError) as e:
         say(f"error: {e}")
         raise typer.Exit(1)
@@ -584,6 +605,7 @@ def annotate(
 
 
 @app.command("annotate-files")
+@annotation_options
 def annotate_files(
     model: str = typer.Argument(..., help="Pipeline: installed package (en_twner) or directory, as the workers see it"),
     input_paths: List[Path] = typer.Argument(..., help="Files of tweets (one per line, or JSONL)", exists=True, dir_okay=False),
@@ -591,23 +613,15 @@ def annotate_files(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786); default: a local cluster"),
     workers: int = typer.Option(2, "--workers", help="Local cluster only: worker processes"),
     torch_threads: int = typer.Option(1, "--torch-threads", help="torch threads per worker (workers x threads = cores)"),
-    input_format: InputFormat = FORMAT,
-    text_field: str = TEXT_FIELD,
-    embeddings: bool = EMBEDDINGS,
-    skip_bad: bool = SKIP_BAD,
-    batch_size: int = BATCH_SIZE,
-    sort_buffer: Optional[int] = SORT_BUFFER,
+    options: Optional[dict] = None,
 ) -> None:
     """Annotate many files on a Dask cluster, one task per file, the pipeline loaded once per worker."""
     from .serve.distributed import annotate_on_cluster
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    results = annotate_on_cluster(
-        model, input_paths, output_dir, scheduler=scheduler, workers=workers, torch_threads=torch_threads,
-        on_start=lambda link: msg.info(f"Dask dashboard: {link}"),
-        text_field=_text_field(input_format, input_paths, text_field), embeddings=embeddings, skip_bad=skip_bad,
-        batch_size=batch_size, sort_buffer=sort_buffer,
-    )  # fmt: skip
+    text_field = _text_field(options.pop("input_format"), input_paths, options.pop("text_field"))
+    results = annotate_on_cluster(model, input_paths, output_dir, scheduler=scheduler, workers=workers, torch_threads=torch_threads,
+                                  on_start=lambda link: msg.info(f"Dask dashboard: {link}"), text_field=text_field, **options)  # fmt: skip
     for result in results:
         for problem in result["skipped"]:
             msg.warn(f"skipped {problem}")

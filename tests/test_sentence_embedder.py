@@ -13,6 +13,7 @@ from spacy.tokens import Doc
 
 from spacy_twner.data.stsb import LANGUAGES, parallel_pairs, read_stsb
 from spacy_twner.evaluation.stsb import evaluate_stsb
+from spacy_twner.training import Schedule
 from spacy_twner.pipeline.backbone import resolve_backbone
 from spacy_twner.pipeline.sentence_embedder import FACTORY, add_vector_hooks
 
@@ -235,7 +236,7 @@ def test_distillation_pulls_translations_toward_the_teacher(assets_dir, tmp_path
     from spacy_twner.training.distill import distill
 
     stsb = assets_dir / "stsb-multi-mt"
-    stats = distill(MODEL, MODEL, stsb, tmp_path / "student", languages=["it"], max_pairs=640, epochs=1, batch_size=32)
+    stats = distill(MODEL, MODEL, stsb, tmp_path / "student", Schedule(epochs=1, batch_size=32, learning_rate=5e-5), languages=["it"], max_pairs=640)
     assert stats["pairs"] == 640
     assert (tmp_path / "student" / "model.safetensors").is_file()
     teacher, student = SentenceTransformer(MODEL), SentenceTransformer(str(tmp_path / "student"))
@@ -351,7 +352,7 @@ def test_tuned_head_is_chosen_on_dev_and_ships_inside_the_pipeline(assets_dir, t
     from spacy_twner.training.tune_head import tune_head
 
     stsb = assets_dir / "stsb-multi-mt"
-    report = tune_head("use-m", stsb, tmp_path / "head", ["it"], epochs=2, max_rows=300)
+    report = tune_head("use-m", stsb, tmp_path / "head", ["it"], Schedule(epochs=2, batch_size=256, learning_rate=1e-3), max_rows=300)
     assert report["rows_kept"] == 300 and report["settings"] == 4 and report["pairs"] == 1200
     assert report["chosen_epoch"] == max(report["history"], key=lambda h: h["dev_mean"])["epoch"]
     assert set(report["history"][0]["dev"]) == {"en", "it", "en-it"}

@@ -61,25 +61,9 @@ def transformer_module(nlp: Any, name: str = "transformer") -> Any:
     return nlp.get_pipe(name).model.layers[0].shims[0]._model
 
 
-@registry.architectures("spacy_twner.TransformerModel.v2")
-def create_transformer_model(
-    name: str,
-    get_spans: Callable,
-    runtime: Runtime,
-    token_types: Optional[Callable] = None,
-    tokenizer_config: dict = {},
-    transformer_config: dict = {},
-    mixed_precision: bool = False,
-    grad_scaler_config: dict = {},
-) -> Model[List[Doc], FullTransformerBatch]:
-    """spacy-transformers.TransformerModel.v3 plus `runtime` and `token_types` (see the module)."""
-    return TransformerModel(
-        name, get_spans, runtime, token_types, dict(tokenizer_config), dict(transformer_config),
-        mixed_precision, dict(grad_scaler_config),
-    )  # fmt: skip
-
-
 class TransformerModel(HFTransformerModel):
+    """spacy-transformers.TransformerModel.v3 plus `runtime` and `token_types` (see the module)."""
+
     def __init__(
         self,
         name: str,
@@ -91,7 +75,8 @@ class TransformerModel(HFTransformerModel):
         mixed_precision: bool = False,
         grad_scaler_config: dict = {},
     ) -> None:
-        super().__init__(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
+        # dict(): the config gives frozen dicts, which spacy-transformers updates in place
+        super().__init__(name, get_spans, dict(tokenizer_config), dict(transformer_config), mixed_precision, dict(grad_scaler_config))
         self._func, self.init = forward, init
         self.attrs["runtime"], self.attrs["token_types"] = runtime, token_types
         wrapper = self.layers[0]
@@ -107,6 +92,10 @@ class TransformerModel(HFTransformerModel):
         if self.has_dim("nO"):
             copied.set_dim("nO", self.get_dim("nO"))
         return copied
+
+
+# Registered as the class itself: its __init__ is the config's signature.
+create_transformer_model = registry.architectures("spacy_twner.TransformerModel.v2")(TransformerModel)
 
 
 def tokenize(model: TransformerModel, spans: List[Span]) -> Tuple[WordpieceBatch, Any]:

@@ -14,6 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 from ..data.stsb import LANGUAGES, parallel_pairs
 from ..pipeline.backbone import resolve_backbone
 from ..evaluation.encoders import load_encoder
+from . import Schedule
 
 # The student name that builds a static-embedding student (see static_student).
 STATIC = "static"
@@ -24,15 +25,12 @@ def distill(
     student_name: str,
     data_dir: Path,
     output_dir: Path,
+    schedule: Schedule = Schedule(epochs=1.0, batch_size=64, learning_rate=5e-5),
     *,
     languages: Sequence[str] = LANGUAGES,
-    epochs: float = 1.0,
-    batch_size: int = 64,
-    learning_rate: float = 5e-5,
     max_pairs: int = 0,
     max_seq_length: int = 128,
     vocab_size: int = 60000,
-    seed: int = 0,
 ) -> Dict[str, float]:
     """Train the student on MSE to the teacher's English embeddings; save it as
     safetensors. Model names may be installed model packages (pipeline.backbone)."""
@@ -55,16 +53,16 @@ def distill(
         # Every batch pads to its longest sentence: a cap keeps a stray long one cheap.
         student.max_seq_length = min(student.max_seq_length or max_seq_length, max_seq_length)
     start = time.perf_counter()
-    texts, labels = training_targets(pairs, teacher, batch_size)
+    texts, labels = training_targets(pairs, teacher, schedule.batch_size)
     with tempfile.TemporaryDirectory() as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch,
-            num_train_epochs=epochs,
+            num_train_epochs=schedule.epochs,
             # one row per side of a pair: twice the rows, the same pairs per step
-            per_device_train_batch_size=2 * batch_size,
-            learning_rate=learning_rate,
+            per_device_train_batch_size=2 * schedule.batch_size,
+            learning_rate=schedule.learning_rate,
             warmup_ratio=0.1,
-            seed=seed,
+            seed=schedule.seed,
             save_strategy="no",
             logging_steps=50,
             report_to="none",

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Sequence
 import numpy
 
 from ..data.corpus import read_texts
+from . import Schedule
 from ..pipeline.backbone import resolve_backbone
 from ..pipeline.case_types import CaseTokenTypes
 from ..pipeline.transformer_model import grow_token_types
@@ -55,16 +56,14 @@ def pretrain(
     backbone: str,
     text_paths: Sequence[Path],
     output_dir: Path,
+    schedule: Schedule = Schedule(epochs=1.0, batch_size=32, learning_rate=5e-5),
     *,
-    epochs: float = 1.0,
-    batch_size: int = 32,
-    learning_rate: float = 5e-5,
     max_texts: int = 0,
     case_types: bool = True,
-    seed: int = 0,
 ) -> Dict[str, Any]:
     """Train the backbone on masked-LM over the texts and save it to output_dir;
     with epochs 0, save it as it is (case types grown), with no training."""
+    epochs, batch_size, learning_rate, seed = schedule.epochs, schedule.batch_size, schedule.learning_rate, schedule.seed
     import torch
     from tqdm import tqdm
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling

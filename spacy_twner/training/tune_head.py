@@ -20,6 +20,7 @@ from ..data.stsb import aligned_rows, held_out_texts
 from ..evaluation.encoders import load_encoder, unit_rows
 from ..evaluation.stsb import stsb_spearman, stsb_vectors
 from ..files import write_atomic
+from . import Schedule
 from ..pipeline.linear_head import HEAD, save_head
 
 SCALE = 20.0  # CoSENT's temperature on cosines
@@ -45,16 +46,14 @@ def tune_head(
     data_dir: Path,
     output_dir: Path,
     languages: Sequence[str],
+    schedule: Schedule = Schedule(epochs=4, batch_size=256, learning_rate=1e-3),
     *,
-    epochs: int = 4,
-    learning_rate: float = 1e-3,
     identity_weight: float = 0.01,
-    batch_size: int = 256,
     max_rows: int = 0,
-    seed: int = 0,
 ) -> Dict[str, Any]:
     """Fit the head, keep the epoch with the best mean dev Spearman, save
     output_dir/head.safetensors and tune_head.json (every epoch's dev scores)."""
+    epochs, batch_size, learning_rate, seed = int(schedule.epochs), schedule.batch_size, schedule.learning_rate, schedule.seed
     import numpy
     import torch
     from tqdm import tqdm

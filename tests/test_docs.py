@@ -32,7 +32,7 @@ def test_every_docs_table_is_what_its_records_give():
 
 def test_every_record_a_doc_names_is_committed_and_every_link_resolves():
     text = "\n".join(path.read_text(encoding="utf-8") for path in [*DOCS, ROOT / "README.md"])
-    for record in re.findall(r"docs/runs/[\w.+-]+\.json", text):
+    for record in re.findall(r"docs/runs/[\w./+-]+\.json", text):
         assert (ROOT / record).is_file(), record
     for link in re.findall(r"\]\(((?!https?:)[^)#]+)", text):
         base = ROOT if not (ROOT / "docs" / link).exists() else ROOT / "docs"
@@ -89,7 +89,7 @@ def test_user_pages_give_one_figure_per_build_figure():
     test F1 and tweets/s of each package appear nowhere as bare numbers."""
     import srsly
 
-    manifest = srsly.read_json(ROOT / "docs" / "runs" / "build.json")["packages"]
+    manifest = srsly.read_json(ROOT / "docs" / "runs" / "build" / "build.json")["packages"]
     figures = set()
     for entry in manifest.values():
         figures.add(f"{100 * srsly.read_json(ROOT / entry['test'])['ents_f']:.1f}")

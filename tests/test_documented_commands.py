@@ -129,9 +129,11 @@ def user_env(venv: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory, assets_dir) -> Path:
-    """A user's folder with the inputs the documented commands name."""
+def workdir(tmp_path_factory, assets_dir, project) -> Path:
+    """A user's folder with the inputs the documented commands name, and the
+    packages/ folder `make all` writes (the slice build's wheels)."""
     work = tmp_path_factory.mktemp("user-work")
+    (work / "packages").symlink_to(project / "packages")
     (work / "tweets.txt").write_text("\n".join(TWEETS) + "\n", encoding="utf-8")
     (work / "one.txt").write_text(TWEETS[0] + "\n", encoding="utf-8")
     (work / "tweets.jsonl").write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(TWEETS)), encoding="utf-8")

@@ -11,8 +11,9 @@ its record, the key (dotted for nested ones) and the form:
 
     en_twner scores <!-- value: docs/runs/en_twner.json ents_f pct -->50.5<!-- /value --> F1
 
-(forms: pct, 100 x a share with one decimal; int, a whole number with
-thousands separators; float1; mib, bytes as MiB with one decimal; text).
+(keys: dotted, list items by index, e.g. ci.ents_f.0; forms: pct, 100 x a
+share with one decimal; int, a whole number with thousands separators;
+float1; mib, bytes as MiB with one decimal; text; code, in backticks).
 
 `twner docs docs/*.md` rewrites every such block from its records, and the
 tests check that none is stale, so a figure in the docs is always the one its
@@ -35,6 +36,7 @@ FORMS: Dict[str, Callable[[object], str]] = {
     "float1": lambda v: f"{float(v):,.1f}",
     "mib": lambda v: f"{float(v) / 2**20:,.1f}",
     "text": str,
+    "code": lambda v: f"`{v}`",
 }
 
 
@@ -43,9 +45,12 @@ def value(record: str, key: str, form: str, root: Path) -> str:
     (path,) = _records([record], root)
     data = srsly.read_json(path)
     for part in key.split("."):
-        if not isinstance(data, dict) or part not in data:
+        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        elif isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
             raise KeyError(f"{record} has no {key!r}")
-        data = data[part]
     if form not in FORMS:
         raise ValueError(f"unknown value form {form!r} (known: {', '.join(FORMS)})")
     return FORMS[form](data)

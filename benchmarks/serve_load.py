@@ -2,7 +2,7 @@
 against the naive server (one nlp.pipe call per request, in the thread
 pool), both against the same pipeline's in-process batch throughput.
 
-  python benchmarks/serve_load.py training/wnut16-trf/model-ort --tweets assets/tweets-unlabeled \\
+  python benchmarks/serve_load.py training/wnut16-trf/model-int8 --tweets assets/tweets-unlabeled \\
       --clients 32 --requests 3000 --output docs/runs/serve.json
 
 Each client sends single-tweet requests one after another (asyncio, httpx);

@@ -95,6 +95,20 @@ def _packages(args: Sequence[str], root: Path) -> str:
     return table(("package", "what", "WNUT16 test F1 [95% CI]", "tweets/s", "wheel MiB"), rows)
 
 
+def _seeds(args: Sequence[str], root: Path) -> str:
+    """Runs that differ only in their seed, in groups (NAME=GLOB ...): each run's
+    test F1, and the mean and sample standard deviation of the group."""
+    import statistics
+
+    rows = []
+    for arg in args:
+        name, _, pattern = arg.partition("=")
+        scores = [100 * srsly.read_json(path)["ents_f"] for path in _records([pattern], root)]
+        spread = f" ± {statistics.stdev(scores):.1f}" if len(scores) > 1 else ""
+        rows.append((name.replace("_", " "), len(scores), ", ".join(f"{x:.1f}" for x in scores), f"**{statistics.mean(scores):.1f}**{spread}"))
+    return table(("runs", "seeds", "test F1 of each", "mean ± sd"), rows)
+
+
 def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
     from .compare import serve_markdown, throughput_markdown
     from ..data.corpus import filter_markdown
@@ -109,6 +123,7 @@ def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
         "throughput": _single(throughput_markdown),
         "serve": _single(serve_markdown),
         "packages": _packages,
+        "seeds": _seeds,
     }
 
 

@@ -23,7 +23,9 @@ Options (a run dir holds model-final and model-int8):
 - no-confidence: the default without the beam that scores entities;
 - no-embedder: the default without its sentence_embedder (the embedder's cost);
 - xx: xx_twner, the multilingual pipeline (--xx-model, e.g.
-  training/wnut16-xx/model-final), in this environment.
+  training/wnut16-xx/model-int8), in this environment;
+- any other pipeline directory or package, as an option of its own name:
+  --pipeline NAME=PATH (repeatable; run after the options named in --options).
 "same entities" is the share of tweets whose entities equal the default's
 (the old pipeline may be another model: compared all the same).
 """
@@ -136,6 +138,7 @@ def main(
     old_model: Optional[str] = typer.Option(None, "--old-model", help="The baseline pipeline (directory or package)"),
     old_python: Optional[Path] = typer.Option(None, "--old-python", help="The Python of the baseline's environment"),
     xx_model: Optional[str] = typer.Option(None, "--xx-model", help="xx_twner (directory or package), for the xx option"),
+    pipelines: List[str] = typer.Option([], "--pipeline", help="NAME=PATH: another pipeline (directory or package) to run as option NAME, repeatable"),
     rounds: int = typer.Option(2, "--rounds", help="Passes over the options, round-robin, so that slow drift of a shared machine hits every option alike; tweets/s is the median"),
     output: Path = typer.Option(Path("metrics/throughput.json"), "--output", "-o", help="JSON to write"),
     one: str = typer.Option("", hidden=True, help="Run this model here and print its JSON (used internally)"),
@@ -153,20 +156,28 @@ def main(
     from tqdm import tqdm
 
     results: Dict[str, Any] = {}
-    for name in options.split(","):  # before the first run: a missing model ends the benchmark at once
+    extra = dict(spec.split("=", 1) for spec in pipelines)
+    for name, path in extra.items():
+        OPTIONS[name] = {"what": f"the pipeline at {path}", "model": "path", "path": path}
+    names = [name for name in options.split(",") if name] + [name for name in extra if name not in options.split(",")]
+    for name in names:  # before the first run: a missing model ends the benchmark at once
         if name not in OPTIONS:
             raise typer.BadParameter(f"{name!r}: options are {', '.join(OPTIONS)}", param_hint="--options")
         setting = OPTIONS[name]
-        if setting["model"] not in ("old", "xx") and not (run_dir / setting["model"]).is_dir():
+        if setting["model"] == "path" and not Path(setting["path"]).is_dir():
+            raise typer.BadParameter(f"--pipeline {name}: no {setting['path']}", param_hint="--pipeline")
+        if setting["model"] not in ("old", "xx", "path") and not (run_dir / setting["model"]).is_dir():
             build = f"; build it with {setting['build']}" if "build" in setting else ""
             raise typer.BadParameter(f"option {name}: no {run_dir / setting['model']}{build}", param_hint="--options")
-    runs = [(r, name) for r in range(rounds) for name in options.split(",")]
+    runs = [(r, name) for r in range(rounds) for name in names]
     for round_, name in tqdm(runs, desc="options x rounds", unit=" run"):
         setting = OPTIONS[name]
         if setting["model"] == "old":
             if not (old_model and old_python):
                 raise typer.BadParameter("the old option needs --old-model and --old-python")
             python, model = str(old_python), old_model
+        elif setting["model"] == "path":
+            python, model = sys.executable, setting["path"]
         elif setting["model"] == "xx":
             if not xx_model:
                 raise typer.BadParameter("the xx option needs --xx-model")

@@ -555,19 +555,19 @@ def import_e5(
 @app.command("ensemble-config")
 def ensemble_config(
     output_path: Path = typer.Argument(..., help="Config to write (.cfg), for `spacy assemble`"),
-    members: List[str] = typer.Option(..., "--member", "-m", help="NAME=PIPELINE: a trained pipeline (directory or package) with transformer and ner, repeatable"),
+    members: List[str] = typer.Option(..., "--member", "-m", help="NAME=PIPELINE: a trained pipeline (directory or package) with transformer and ner; repeatable, or comma-separated"),
     threshold: float = typer.Option(0.2, "--threshold", help="Lowest vote score an entity needs"),
-    weights: List[str] = typer.Option([], "--weight", "-w", help="NAME=WEIGHT of a member in the vote (default 1.0), repeatable"),
+    weights: List[str] = typer.Option([], "--weight", "-w", help="NAME=WEIGHT of a member in the vote (default 1.0); repeatable, or comma-separated"),
     lang: str = typer.Option("en", "--lang", help="The ensemble's language (its tokenizer)"),
 ) -> None:
     """An ensemble of trained pipelines that vote on each entity: the config
     `spacy assemble` builds it from."""
     from .packaging.ensemble import ensemble_config as build
 
-    named = dict(_key_value(m, "--member") for m in members)
+    named = dict(_key_value(m, "--member") for m in _split_all(members))
     try:
         config = build({k: str(v) for k, v in named.items()}, threshold=threshold, lang=lang,
-                       weights={k: float(v) for k, v in (_key_value(w, "--weight") for w in weights)})  # fmt: skip
+                       weights={k: float(v) for k, v in (_key_value(w, "--weight") for w in _split_all(weights))})  # fmt: skip
     except ValueError as e:
         _fail(e)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -707,6 +707,11 @@ def _key_value(item: str, option: str) -> "tuple[str, object]":
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def _split_all(values: List[str]) -> List[str]:
+    """Repeated options whose values may each be a comma-separated list."""
+    return [part for value in values for part in value.split(",") if part]
 
 
 def _boolean(value: str, option: str) -> bool:

@@ -19,12 +19,17 @@ def test_overlay_merges_objects_extends_lists_and_replaces_the_rest():
     assert base == {"a": 1, "d": {"x": 1, "y": 2}, "l": [1]}  # inputs untouched
 
 
-@pytest.mark.parametrize("lang,overlay_file,backbone", [("en", "meta-en.json", "MiniLM"), ("xx", "meta-xx.json", "multilingual-e5-small")])
-def test_each_package_gets_the_shared_sources_and_its_own_backbone(lang, overlay_file, backbone):
+@pytest.mark.parametrize("lang,overlay_file,backbones,embedder", [
+    ("en", "meta-en.json", ["MiniLM"], True), ("xx", "meta-xx.json", ["multilingual-e5-small"], True),
+    ("en", "meta-ensemble.json", ["MiniLM", "multilingual-e5-small"], False),
+])  # fmt: skip
+def test_each_package_gets_the_shared_sources_its_own_backbones_and_the_embedder_s_where_it_has_one(lang, overlay_file, backbones, embedder):
     meta = build_meta({"lang": lang, "performance": {}}, METRICS, templates("meta.json", overlay_file))
     names = [s["name"] for s in meta["sources"]]
-    assert meta["lang"] == lang and sum(backbone in n for n in names) == 1 and any("WNUT 2016" in n for n in names)
-    assert backbone in meta["licenses"]["weights"] and set(meta["licenses"]["data"]) >= {"WNUT16", "stsb-multi-mt"}
+    assert meta["lang"] == lang and any("WNUT 2016" in n for n in names)
+    assert all(sum(b in n for n in names) == 1 and b in meta["licenses"]["weights"] for b in backbones)
+    assert any("Universal Sentence Encoder" in n for n in names) == embedder
+    assert ("stsb-multi-mt" in meta["licenses"]["data"]) == embedder and "WNUT16" in meta["licenses"]["data"]
 
 
 def test_a_template_that_contradicts_the_pipelines_language_is_an_error():

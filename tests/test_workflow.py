@@ -184,12 +184,16 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     # USE-m's weights, tokenizer and licence under the tuned head: what the embedder runs, nothing else
     embedder = {p.split("sentence_embedder/model/", 1)[1] for p in packaged if "sentence_embedder/model/" in p}
     assert embedder == {"head.safetensors", "encoder/weights.npz", "encoder/tokenizer.json", "encoder/LICENSE"}
+    assert meta["version"] == VERSION  # one version: spacy_twner's, stamped by twner package
     assert not any(r.startswith("spacy-twner") for r in meta["requirements"])
     required = {r.split(">")[0].split("=")[0] for r in meta["requirements"]}
     assert "spacy-transformers" in required and "sentence-transformers" not in required  # USE-m runs without it
     assert ("onnxruntime" in required) == (package == "en_twner")
     assert meta["url"] and meta["licenses"]["code"] == "MIT" and "Apache-2.0" in meta["licenses"]["weights"]
     assert "ents_per_type" in meta["performance"] and meta["sources"] and licence
+    # spaCy's own model card header (feature table, label scheme, accuracy), then the project's sections
+    assert card.startswith(f"# {package} {VERSION}\n") and f"| **Name** | `{package}` |" in card and "### Label Scheme" in card
+    assert "`geo-loc`" in card and "### Accuracy" in card and "| `ENTS_F` |" in card
     for section in ("## Intended use", "## Limitations", "## Citation", "Yang et al.", "| person |"):
         assert section in card
 

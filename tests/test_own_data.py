@@ -140,8 +140,12 @@ def test_dev_or_test_labels_that_train_lacks_are_errors_at_their_line(tmp_path):
 
 
 def test_prepare_cli_refuses_the_projects_own_name_and_reports_the_split(tmp_path):
-    run = twner("prepare", EXAMPLE / "train.jsonl", tmp_path / "twner")
-    assert run.returncode != 0 and "this project's own pipeline" in " ".join(run.stderr.replace("│", " ").split())
+    from typer.testing import CliRunner
+
+    from spacy_twner.cli import app
+
+    refused = CliRunner().invoke(app, ["prepare", str(EXAMPLE / "train.jsonl"), str(tmp_path / "twner")])
+    assert refused.exit_code != 0 and "this project's own pipeline" in " ".join(refused.output.replace("│", " ").split())
     run = twner("prepare", EXAMPLE / "train.jsonl", tmp_path / "mine", "--snap", "False")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "No dev file: 40 train tweets (20%, seed 0) held out as dev" in " ".join(run.stdout.split())

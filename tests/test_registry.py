@@ -151,8 +151,8 @@ def test_pipeline_files_load_as_a_package_without_spacy_twner(tmp_path):
 
 @pytest.mark.parametrize("imports,first", [
     ("import en_a, en_b", "en_a.entity_recognizer"),  # two model packages (en_twner, en_twner_fp32)
-    ("import en_b, en_a", "en_b.entity_recognizer"),
-    ("import spacy_twner.pipeline.entity_recognizer, en_a, en_b", "spacy_twner.pipeline.entity_recognizer"),
+    pytest.param("import en_b, en_a", "en_b.entity_recognizer", marks=pytest.mark.slow),  # the mirror order: slow tier
+    pytest.param("import spacy_twner.pipeline.entity_recognizer, en_a, en_b", "spacy_twner.pipeline.entity_recognizer", marks=pytest.mark.slow),
     ("import en_a; import spacy_twner.pipeline.entity_recognizer", "en_a.entity_recognizer"),  # spacy.load("en_twner") next to the plugin
 ])  # fmt: skip
 def test_copies_of_the_pipeline_code_share_one_process_in_any_order(tmp_path, imports, first):

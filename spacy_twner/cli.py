@@ -112,7 +112,7 @@ def prepare(
     seed: int = typer.Option(0, "--seed", help="Seed of that split"),
     limit: int = typer.Option(0, "--limit", help="Keep the first N train tweets (0: all), e.g. for a learning curve"),
     snap: str = typer.Option("false", "--snap", help="true: move spans that are off token boundaries to the tokens around them (listed in the report) instead of failing"),
-    repair: bool = typer.Option(False, "--repair", help="CoNLL: turn an I-X that follows O or another type into B-X instead of failing"),
+    repair: str = typer.Option("false", "--repair", help="true: in CoNLL, turn an I-X that follows O or another type into B-X instead of failing"),
 ) -> None:
     """Your labelled tweets as a training corpus: read, checked (every problem
     named by file and line), split, written whole or not at all."""
@@ -121,16 +121,19 @@ def prepare(
 
     if output_dir.name in RESERVED_NAMES:
         raise typer.BadParameter(f"{output_dir.name!r} is this project's own pipeline: name yours (--vars.name mine)", param_hint="OUTPUT_DIR")
+    if not output_dir.name.isidentifier():
+        raise typer.BadParameter(f"{output_dir.name!r}: the pipeline's name becomes a Python package name (en_<name>): letters, digits and _ only", param_hint="OUTPUT_DIR")
     try:
         report = prepare_corpus(Path(train), output_dir, dev=Path(dev) if dev else None, test=Path(test) if test else None,
-                                labels=[l for l in labels.split(",") if l], lang=lang, dev_share=dev_share, seed=seed,
-                                limit=limit, snap=_boolean(snap, "--snap"), repair=repair)  # fmt: skip
+                                labels=list(dict.fromkeys(l.strip() for l in labels.split(",") if l.strip())), lang=lang,
+                                dev_share=dev_share, seed=seed, limit=limit, snap=_boolean(snap, "--snap"), repair=_boolean(repair, "--repair"))  # fmt: skip
     except (DataError, FileNotFoundError, ValueError) as e:
         _fail(e)
     for name, info in report["files"].items():
         notes = [f"{n} {why}" for why, n in info["left_out"].items()]
         notes += [f"{info['snapped']} spans snapped to token boundaries"] if info["snapped"] else []
         notes += [f"{info['removed_as_test_text']} tweets that repeat a test tweet taken out"] if info["removed_as_test_text"] else []
+        notes += [f"{info['repeated_texts']} tweets repeat another's text (kept; a dev split keeps them on one side)"] if info["repeated_texts"] else []
         msg.info(f"{name}: {info['path']} ({info['format']}, {info['docs']} tweets)" + (f"; {'; '.join(notes)}" if notes else ""))
     if "dev_split" in report:
         split = report["dev_split"]
@@ -176,13 +179,20 @@ def rehearse(
     source: str = typer.Option("", "--source", help="Its original labelled data (any `twner prepare` format), or unlabeled tweets it annotates itself; empty: no rehearsal"),
     limit: int = typer.Option(1000, "--limit", help="Most rehearsal tweets"),
     test_paths: List[Path] = typer.Option([], "--test", "-t", help="Test sets whose tweets must not be rehearsed, repeatable"),
+    fill: Optional[Path] = typer.Option(None, "--fill", help="Your train DocBin: the base's entities of its other labels are added to it where they overlap none of yours", exists=True, dir_okay=False),
+    labels_path: Optional[Path] = typer.Option(None, "--labels", "-l", help="Your labels (labels.json of `twner prepare`), with --fill", exists=True, dir_okay=False),
 ) -> None:
     """Rehearsal data for route (b): what keeps the base pipeline's labels while it learns yours."""
+    import srsly
+
     from .data.formats import DataError
     from .training.rehearsal import rehearsal
 
+    if fill is not None and labels_path is None:
+        raise typer.BadParameter("--fill needs --labels (your labels.json)", param_hint="--fill")
     try:
-        counts = rehearsal(output_path, base, Path(source) if source else None, limit=limit, test_paths=test_paths)
+        counts = rehearsal(output_path, base, Path(source) if source else None, limit=limit, test_paths=test_paths,
+                           fill=fill, labels=srsly.read_json(labels_path) if labels_path else ())  # fmt: skip
     except (DataError, FileNotFoundError, ValueError) as e:
         _fail(e)
     if counts["rehearsal"] == "none":
@@ -564,7 +574,10 @@ def ensemble_config(
     `spacy assemble` builds it from."""
     from .packaging.ensemble import ensemble_config as build
 
-    named = dict(_key_value(m, "--member") for m in _split_all(members))
+    pairs = [_key_value(m, "--member") for m in _split_all(members)]
+    named = dict(pairs)
+    if len(named) < len(pairs):
+        _fail(f"--member: a name given twice ({', '.join(n for n, _ in pairs)})")
     try:
         config = build({k: str(v) for k, v in named.items()}, threshold=threshold, lang=lang,
                        weights={k: float(v) for k, v in (_key_value(w, "--weight") for w in _split_all(weights))})  # fmt: skip

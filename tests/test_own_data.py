@@ -156,6 +156,8 @@ def test_route_a_is_trf_cfg_and_route_b_sources_what_it_continues(tiny_model_dir
     assert a["components"]["transformer"]["factory"] == "twner_transformer" and a["backbone"]["name"] == "training/x/backbone"
     b = own_config(["brand", "drug"], base=str(tiny_model_dir))
     assert b["components"]["transformer"] == {"source": str(tiny_model_dir)} and b["components"]["ner"]["factory"] == "twner_ner"
+    with pytest.raises(ValueError, match="neither a pipeline directory nor an installed pipeline package"):
+        own_config(["drug"], base=str(tmp_path / "nope"))
     shared = own_config(["person", "drug"], base=str(tiny_model_dir), labels_path="labels.json")
     assert shared["components"]["ner"] == {"source": str(tiny_model_dir)}
     assert shared["initialize"]["before_init"] == {"@callbacks": "spacy_twner.add_labels.v1", "path": "labels.json", "component": "ner"}
@@ -192,3 +194,56 @@ def test_continuing_keeps_the_shared_labels_weights_and_learns_the_new_ones(tiny
 
 def own_config(labels, **kwargs):
     return build_config(labels, template=ROOT / "configs" / "trf.cfg", **kwargs)
+
+
+def test_unlabelled_text_is_an_error_not_tweets_without_entities(tmp_path):
+    path = write(tmp_path / "plain.jsonl", '{"text": "just a tweet"}\n{"text": "another"}\n')
+    with pytest.raises(DataError, match=r"plain.jsonl:1: no record says which entities it holds"):
+        read_labelled(path, NLP)
+
+
+def test_label_studio_json_min_under_its_own_name_and_utf16_offsets_after_an_emoji(tmp_path):
+    text = "😀 off to Paris"  # the emoji is one code point but two UTF-16 units: Label Studio counts Paris as 10-15
+    records = [{"text": text, "ner": [{"start": 10, "end": 15, "text": "Paris", "labels": ["geo-loc"]}]}]
+    assert ents(read_labelled(write(tmp_path / "min.json", records), NLP)) == [[("Paris", "geo-loc")]]
+
+
+def test_prodigy_whitespace_tokens_are_tokens(tmp_path):
+    text = "hi  Paris"
+    tokens = [{"text": "hi", "start": 0, "end": 2, "ws": True}, {"text": " ", "start": 3, "end": 4, "ws": False}, {"text": "Paris", "start": 4, "end": 9, "ws": False}]
+    labelled = read_labelled(write(tmp_path / "ws.jsonl", json.dumps({"text": text, "tokens": tokens, "spans": [{"start": 4, "end": 9, "label": "geo-loc"}]})), NLP)
+    assert ents(labelled) == [[("Paris", "geo-loc")]] and labelled.docs[0].text == text
+
+
+def test_a_closed_bilou_entity_does_not_go_on(tmp_path):
+    with pytest.raises(DataError, match=r"x.conll:2: L-LOC follows U-LOC"):
+        read_labelled(write(tmp_path / "x.conll", "a\tU-LOC\nb\tL-LOC\n"), NLP)
+
+
+def test_a_name_that_is_no_python_identifier_is_refused_before_anything_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_twner.cli import app
+
+    out = CliRunner().invoke(app, ["prepare", str(EXAMPLE / "train.jsonl"), str(tmp_path / "my-tweets")])
+    assert out.exit_code != 0 and "letters, digits and _ only" in " ".join(out.output.replace("│", " ").split())
+
+
+def test_rehearsal_fills_the_users_tweets_with_the_base_s_other_entities(tiny_model_dir, tmp_path):
+    from spacy_twner.training.rehearsal import fill_user_docs
+
+    base = spacy.load(tiny_model_dir)
+    texts = ["Justin Bieber took an Advil in New York", "Taylor Swift and an Advil"]
+    predicted = [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in base.pipe(texts)]
+    docs = []
+    for text in texts:
+        doc = NLP(text)
+        doc.ents = [doc.char_span(text.index("Advil"), text.index("Advil") + 5, label="drug")]
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    added = fill_user_docs(base, tmp_path / "train.spacy", {"drug"})
+    filled = list(DocBin().from_disk(tmp_path / "train.spacy").get_docs(base.vocab))
+    want = [sorted({(s, e, l) for s, e, l in p if not (s < t.index("Advil") + 5 and t.index("Advil") < e)} | {(t.index("Advil"), t.index("Advil") + 5, "drug")}) for p, t in zip(predicted, texts)]
+    assert [sorted((e.start_char, e.end_char, e.label_) for e in d.ents) for d in filled] == want
+    assert added == sum(len(w) - 1 for w in want)
+    assert fill_user_docs(base, tmp_path / "train.spacy", {"drug"}) == added  # the same again: it does not pile up

@@ -122,3 +122,16 @@ def test_tune_vote_scores_each_setting_as_the_assembled_pipeline_would(ensemble_
     best = report["best"]
     nlp = spacy.load(ensemble_dir / "model", config={"components.vote.threshold": best["threshold"], "components.vote.weights": best["weights"]})
     assert nlp.evaluate(list(Corpus(dev)(nlp)))["ents_f"] == pytest.approx(best["ents_f"])
+
+
+def test_a_members_confidence_does_not_leak_to_the_next_member_s_span():
+    """spaCy stores span extensions by offsets: the member component clears what
+    it read, so a later NER's span there (without a beam) reads None, not this one's."""
+    nlp = spacy.blank("en")
+    doc = nlp("off to Paris now")
+    doc.ents = [doc.char_span(7, 12, label="geo-loc")]
+    doc.ents[0]._.confidence = 0.3
+    Member("a")(doc)
+    doc.ents = [doc.char_span(7, 12, label="company")]  # the next member, no confidence of its own
+    Member("b")(doc)
+    assert doc.spans["a"].attrs["confidence"] == [0.3] and doc.spans["b"].attrs["confidence"] == [None]

@@ -106,7 +106,9 @@ def read_conll(
         tags: List[str] = []
         for n, (i, _, tag) in enumerate(rows):
             following = rows[n + 1][2] if n + 1 < len(rows) else "O"
-            tag, fixed = _check_tag(path, i, tag, tags[-1] if tags else "O", following, labels, repair, result.scheme)
+            # the tag as written before it: under BILOU an L- or U- has closed its entity
+            raw_previous = rows[n - 1][2] if n else "O"
+            tag, fixed = _check_tag(path, i, tag, tags[-1] if tags else "O", following, labels, repair, result.scheme, raw_previous)
             result.repaired += fixed
             tags.append(tag)
         result.sentences.append(Sentence([w for _, w, _ in rows], tags, rows[0][0]))
@@ -138,9 +140,11 @@ def _check_tag(
     labels: Optional[Collection[str]],
     repair: bool,
     scheme: str = "IOB2",
+    raw_previous: str = "O",
 ) -> tuple:
-    """Validate one tag (previous: the IOB2 tag before it; following: the raw
-    tag after it); return its IOB2 form and whether it was repaired."""
+    """Validate one tag (previous: the IOB2 tag before it; following and
+    raw_previous: the tags after and before it as written); return its IOB2
+    form and whether it was repaired."""
     match = TAG_RE.match(tag)
     if match is None or (scheme == "IOB2" and match.group(2) not in (None, "B", "I")):
         expected = "O, B-X, I-X, L-X, U-X (or E-X, S-X)" if scheme == "BILOU" else "O, B-X or I-X"
@@ -151,13 +155,15 @@ def _check_tag(
             path, i, f"label {label!r} is not in the label set {sorted(labels)}"
         )
     inside = previous != "O" and previous[2:] == label
+    if scheme == "BILOU" and raw_previous[:1] not in ("B", "I"):
+        inside = False  # after L-/U-/E-/S- the entity is closed
     if prefix in ("I", *CLOSING) and not inside:
         if not repair:
             raise ConllError(
                 path,
                 i,
-                f"{tag} follows {previous}: an entity must start with B-{label} "
-                "(use --repair to turn it into B-)",
+                f"{tag} follows {raw_previous if scheme == 'BILOU' else previous}: an entity must start with B-{label} "
+                "(--repair, or --vars.repair true in the own workflow, turns it into B-)",
             )
         return f"B-{label}", 1
     if scheme == "BILOU" and prefix in ("B", "I"):

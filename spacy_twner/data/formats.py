@@ -53,6 +53,7 @@ class Labelled:
     format: str = ""
     left_out: Counter = field(default_factory=Counter)  # reason -> examples
     snapped: List[str] = field(default_factory=list)  # "line: 'span' -> 'snapped'"
+    has_spans: bool = False  # the record last read named its entities
 
 
 def read_labelled(path: Path, nlp: Language, *, snap: bool = False, repair: bool = False) -> Labelled:
@@ -83,11 +84,20 @@ def read_labelled(path: Path, nlp: Language, *, snap: bool = False, repair: bool
     else:
         text = _read_text(path)
         records = _jsonl_records(path, text) if kind.startswith("JSONL") else _json_records(path, text)
+        labelled = False  # whether any record says which entities it has (an empty list counts)
         for line, record in records:
             doc = _record_doc(path, line, record, nlp, snap, out)
-            if doc is not None:
-                out.docs.append(doc)
-                out.lines.append(line)
+            labelled = labelled or out.has_spans
+            if doc is None:
+                continue
+            if not len(doc):
+                out.left_out["empty tweet"] += 1
+                continue
+            out.docs.append(doc)
+            out.lines.append(line)
+        if out.docs and not labelled:
+            raise DataError(path, out.lines[0], "no record says which entities it holds (no spans, entities or labels field): "
+                                                "unlabeled text? A tweet without entities carries an empty list, e.g. \"spans\": []")  # fmt: skip
     if not out.docs:
         left = f" ({', '.join(f'{n} {why}' for why, n in out.left_out.items())})" if out.left_out else ""
         raise DataError(path, 1, f"no labelled tweets in the file{left}")
@@ -170,14 +180,17 @@ def _record_doc(path: Path, line: int, record: Any, nlp: Language, snap: bool, o
         if found is None:
             return None
         text, spans = found
-        tokens = None
+        tokens, out.has_spans = None, True
     else:
         if record.get("answer", "accept") != "accept":
             out.left_out[f"Prodigy answer {record['answer']!r}"] += 1
             return None
         if "text" not in record:
             raise fail(f"no 'text' field (keys: {', '.join(sorted(record)) or 'none'})")
-        text, spans, tokens = record["text"], _record_spans(record, fail), record.get("tokens")
+        text, tokens = record["text"], record.get("tokens")
+        spans = _record_spans(record, fail)
+        out.has_spans = spans is not None
+        spans = spans or []
     if not isinstance(text, str):
         raise fail(f"'text' is {type(text).__name__}, not a string")
     try:
@@ -189,12 +202,14 @@ def _record_doc(path: Path, line: int, record: Any, nlp: Language, snap: bool, o
     return doc
 
 
-def _record_spans(record: Dict[str, Any], fail) -> Spans:
+def _record_spans(record: Dict[str, Any], fail) -> Optional[Spans]:
     """(start, end, label) of Prodigy's "spans", doccano's "label"/"entities"
-    or Label Studio JSON-MIN's list of {start, end, labels}."""
-    keys = [k for k in ("spans", "entities", "label", "labels") if k in record]
+    or Label Studio JSON-MIN's list of {start, end, labels} (under its
+    config's name); None when the record names no entities at all."""
+    keys = [k for k in ("spans", "entities", "label", "labels") if k in record and not isinstance(record[k], str)]
+    keys = keys or [k for k, v in record.items() if isinstance(v, list) and v and all(isinstance(i, dict) and {"start", "end"} <= set(i) for i in v)]
     if not keys:
-        return []  # a tweet without entities
+        return None
     raw = record[keys[0]]
     if not isinstance(raw, list):
         raise fail(f"{keys[0]!r} is {type(raw).__name__}, expected a list of spans")
@@ -204,8 +219,8 @@ def _record_spans(record: Dict[str, Any], fail) -> Spans:
         if isinstance(item, (list, tuple)) and len(item) == 3:
             start, end, label = item
         elif isinstance(item, dict) and "start" in item and "end" in item:
-            start, end = item["start"], item["end"]
-            label = item["label"] if "label" in item else _one_label(item.get("labels"), fail, where)
+            start, end = _code_points(record.get("text"), item["start"], item["end"], item.get("text"))
+            label = item["label"] if "label" in item else _one_label(_labels_of(item), fail, where)
         elif isinstance(item, dict) and "start_offset" in item:
             start, end, label = item["start_offset"], item.get("end_offset"), item.get("label")
         else:
@@ -245,25 +260,53 @@ def _label_studio_task(task: Dict[str, Any], fail, out: Labelled) -> Optional[Tu
         out.left_out["Label Studio task without an annotation (or cancelled)"] += 1
         return None
     if len(annotations) > 1:
-        out.left_out["Label Studio annotations after a task's first (several annotators)"] += len(annotations) - 1
+        out.left_out["Label Studio annotations besides the one used (several annotators; ground truth first)"] += len(annotations) - 1
+    chosen = max(annotations, key=lambda a: bool(a.get("ground_truth")))  # the first ground truth, else the first
     spans = []
-    for n, result in enumerate(annotations[0].get("result") or []):
-        where = f"annotations[0].result[{n}]"
-        if result.get("type") not in (None, "labels"):
-            continue  # relations, choices, ratings: not entities
+    for n, result in enumerate(chosen.get("result") or []):
+        where = f"annotations[{annotations.index(chosen)}].result[{n}]"
         value = result.get("value") or {}
-        spans.append(_checked(value.get("start"), value.get("end"), _one_label(value.get("labels"), fail, where), fail, where))
+        if result.get("type") in NOT_ENTITIES or "start" not in value:
+            continue  # relations, choices, ratings, text areas: not entities
+        start, end = _code_points(text, value.get("start"), value.get("end"), value.get("text"))
+        spans.append(_checked(start, end, _one_label(_labels_of(value), fail, where), fail, where))
     return text, spans
+
+
+# Label Studio result types that are not entities, left out of the spans.
+NOT_ENTITIES = {"relation", "choices", "textarea", "rating", "taxonomy", "number", "datetime", "pairwise", "ranker"}
+
+
+def _labels_of(value: Dict[str, Any]) -> Any:
+    """A span's labels under the key its tool uses: labels, hypertextlabels, paragraphlabels, ..."""
+    keys = [k for k in value if k.endswith("labels")]
+    return value[keys[0]] if keys else None
+
+
+def _code_points(text: Any, start: Any, end: Any, quoted: Any) -> Tuple[Any, Any]:
+    """Offsets as Python counts them. Label Studio and older doccano count
+    UTF-16 units, which differ after an emoji: where the span's own text is
+    given and the offsets miss it, they are read as UTF-16."""
+    if not (isinstance(text, str) and isinstance(quoted, str) and isinstance(start, int) and isinstance(end, int)):
+        return start, end
+    if text[start:end] == quoted:
+        return start, end
+    units = text.encode("utf-16-le")
+    if 2 * end <= len(units):
+        prefix, inner = units[: 2 * start].decode("utf-16-le", "replace"), units[2 * start : 2 * end].decode("utf-16-le", "replace")
+        if inner == quoted:
+            return len(prefix), len(prefix) + len(inner)
+    return start, end
 
 
 def _tokens_doc(text: str, tokens: Any, vocab: Vocab, fail) -> Doc:
     """A Doc of Prodigy's own tokens, checked against the text."""
-    if not isinstance(tokens, list) or not all(isinstance(t, dict) and {"start", "end"} <= set(t) for t in tokens):
-        raise fail("'tokens' must be a list of {text, start, end, ws}")
+    if not isinstance(tokens, list) or not all(isinstance(t, dict) and isinstance(t.get("start"), int) and isinstance(t.get("end"), int) for t in tokens):
+        raise fail("'tokens' must be a list of {text, start, end, ws} with whole-number offsets")
     words, spaces = [], []
     for n, token in enumerate(tokens):
         piece = text[token["start"] : token["end"]]
-        if not piece or piece != token.get("text", piece) or piece.isspace():
+        if not piece or piece != token.get("text", piece):
             raise fail(f"tokens[{n}] {token.get('text')!r} does not match the text at [{token['start']}, {token['end']})")
         words.append(piece)
         following = tokens[n + 1]["start"] if n + 1 < len(tokens) else len(text)
@@ -298,7 +341,7 @@ def _aligned_spans(doc: Doc, spans: Spans, fail, snap: bool, line: int, out: Lab
     if off_boundary:
         tokens = " | ".join(t.text for t in doc)
         raise fail(f"{len(off_boundary)} span(s) off token boundaries: {'; '.join(off_boundary)} (tokens: {tokens}); "
-                   "fix them, or snap them to the tokens around them (--snap, counted in the report)")  # fmt: skip
+                   "fix them, or snap them to the tokens around them (--snap true, or --vars.snap true in the own workflow; counted in the report)")  # fmt: skip
     result.sort(key=lambda s: (s.start, s.end))
     for first, second in zip(result, result[1:]):
         if second.start < first.end:

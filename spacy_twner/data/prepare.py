@@ -51,6 +51,7 @@ def prepare_corpus(
             "path": str(labelled.path), "format": labelled.format, "docs": len(labelled.docs),
             "left_out": dict(labelled.left_out), "snapped": len(labelled.snapped), "snapped_spans": labelled.snapped[:50],
             "removed_as_test_text": len(labelled.docs) - len(kept),
+            "repeated_texts": len(labelled.docs) - len({normalize(doc.text) for doc in labelled.docs}),
         }  # fmt: skip
         docs[name] = kept
     if "dev" not in docs:
@@ -95,11 +96,18 @@ def _label_set(read: Dict[str, Labelled], labels: Sequence[str]) -> List[str]:
 
 
 def _split(docs: List[Doc], share: float, seed: int):
-    """A seeded share of the docs as dev, the rest as train, each in file order."""
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    n_dev = max(1, round(share * len(docs)))
-    held = set(order[:n_dev])
+    """A seeded share of the docs as dev, the rest as train, each in file
+    order; tweets of the same text go to the same side."""
+    groups: Dict[str, List[int]] = {}
+    for i, doc in enumerate(docs):
+        groups.setdefault(normalize(doc.text), []).append(i)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    held, target = set(), max(1, round(share * len(docs)))
+    for key in keys:
+        if len(held) >= target:
+            break
+        held.update(groups[key])
     return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
 
 

@@ -23,7 +23,7 @@ WEIGHTS = (0.5, 1.0, 2.0)
 def tune_vote(model: str, dev_path: Path, thresholds: Sequence[float] = THRESHOLDS, weights: Sequence[float] = WEIGHTS) -> Dict[str, object]:
     """Every member subset (two or more), every weight of the grid for each
     member but the first (fixed at 1), every threshold: dev P/R/F1 of each,
-    the best (ties: fewer members, then the higher threshold), and the best
+    the best (ties: fewer members, equal weights, the higher threshold), and the best
     of each number of members (a faster and a larger ensemble)."""
     import spacy
     from tqdm import tqdm
@@ -45,7 +45,8 @@ def tune_vote(model: str, dev_path: Path, thresholds: Sequence[float] = THRESHOL
     for subset, weight, threshold in tqdm(settings, desc="vote settings", unit=" settings", disable=None):
         rows.append({"members": list(subset), "weights": weight, "threshold": threshold, **_score(examples, spans, weight, threshold)})
     votes = [r for r in rows if len(r["members"]) > 1]
-    rank = lambda r: (round(r["ents_f"], 6), -len(r["members"]), r["threshold"])  # noqa: E731
+    # ties: fewer members, equal weights, the higher threshold
+    rank = lambda r: (round(r["ents_f"], 6), -len(r["members"]), -sum(abs(w - 1.0) for w in r["weights"].values()), r["threshold"])  # noqa: E731
     best_by_size = {size: max((r for r in votes if len(r["members"]) == size), key=rank) for size in sorted({len(r["members"]) for r in votes})}
     return {"model": str(model), "data": str(dev_path), "members": list(vote.members), "best": max(votes, key=rank),
             "best_by_size": best_by_size, "rows": rows}  # fmt: skip

@@ -45,6 +45,8 @@ class Member:
     def __call__(self, doc: Doc) -> Doc:
         ents = list(doc.ents)
         confidences = [ent._.get(ATTR) for ent in ents]
+        for ent in ents:  # stored by offsets: the next member's span there would read this one's
+            ent._.set(ATTR, None)
         doc.spans[self.name] = SpanGroup(doc, name=self.name, spans=ents, attrs={ATTR: confidences})
         doc.set_ents([], default="missing")
         return doc
@@ -93,6 +95,8 @@ def member_spans(doc: Doc, member: str) -> List[Tuple[int, int, str, float]]:
     confidence of None, from a member without a beam, counts as 1.0)."""
     group = doc.spans[member]
     confidences = group.attrs.get(ATTR) or [None] * len(group)
+    if len(confidences) != len(group):
+        raise ValueError(f"doc.spans[{member!r}] holds {len(group)} spans and {len(confidences)} confidences")
     return [(s.start, s.end, s.label_, 1.0 if c is None else float(c)) for s, c in zip(group, confidences)]
 
 

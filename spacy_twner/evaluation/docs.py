@@ -109,6 +109,19 @@ def _seeds(args: Sequence[str], root: Path) -> str:
     return table(("runs", "seeds", "test F1 of each", "mean ± sd"), rows)
 
 
+def _vote(args: Sequence[str], root: Path) -> str:
+    """`twner tune-vote`'s record: each member alone, then the best setting of
+    each ensemble size, on dev."""
+    (path,) = _records(args, root)
+    from .vote import vote_rows
+
+    record = srsly.read_json(path)
+    singles = [r for r in record["rows"] if len(r["members"]) == 1]
+    best = list(record["best_by_size"].values())
+    rows = vote_rows({"rows": singles + best}, top=len(best))
+    return table(("members", "weights", "threshold", "dev P", "dev R", "dev F1"), rows)
+
+
 def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
     from .compare import serve_markdown, throughput_markdown
     from ..data.corpus import filter_markdown
@@ -124,6 +137,7 @@ def _generators() -> Dict[str, Callable[[Sequence[str], Path], str]]:
         "serve": _single(serve_markdown),
         "packages": _packages,
         "seeds": _seeds,
+        "vote": _vote,
     }
 
 

@@ -13,7 +13,8 @@ its record, the key (dotted for nested ones) and the form:
 
 (keys: dotted, list items by index, e.g. ci.ents_f.0; forms: pct, 100 x a
 share with one decimal; int, a whole number with thousands separators;
-float1; mib, bytes as MiB with one decimal; text; code, in backticks).
+float1; mib, bytes as MiB with one decimal; minutes, seconds as minutes;
+text; code, in backticks).
 
 `twner docs docs/*.md` rewrites every such block from its records, and the
 tests check that none is stale, so a figure in the docs is always the one its
@@ -35,6 +36,7 @@ FORMS: Dict[str, Callable[[object], str]] = {
     "int": lambda v: f"{float(v):,.0f}",
     "float1": lambda v: f"{float(v):,.1f}",
     "mib": lambda v: f"{float(v) / 2**20:,.1f}",
+    "minutes": lambda v: f"{float(v) / 60:,.1f}",
     "text": str,
     "code": lambda v: f"`{v}`",
 }

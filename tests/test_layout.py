@@ -34,16 +34,21 @@ def concern(module: str) -> str:
 
 
 def imported_modules(path: Path):
-    """Every spacy_twner module the file imports, absolute, wherever the import stands."""
+    """Every spacy_twner module the file imports, absolute, wherever the import
+    stands; `from .. import training` imports spacy_twner.training."""
     dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
     package = dotted.rsplit(".", 1)[0] if path.name != "__init__.py" else dotted.removesuffix(".__init__")
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                yield ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith("spacy_twner"):
-                yield node.module
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            elif (node.module or "").startswith("spacy_twner"):
+                base = node.module
+            else:
+                continue
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.startswith("spacy_twner"))
 

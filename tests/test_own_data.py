@@ -41,20 +41,25 @@ def prodigy(text=TEXT, spans=SPANS, **extra):
     return {"text": text, "spans": [{"start": s, "end": e, "label": l} for s, e, l in spans], **extra}
 
 
-@pytest.mark.parametrize("name,content", [
-    ("prodigy.jsonl", "\n".join(json.dumps(r) for r in [prodigy(), prodigy("no entities here", [])])),
-    ("doccano.jsonl", "\n".join(json.dumps(r) for r in [{"text": TEXT, "label": [list(s) for s in SPANS]}, {"text": "no entities here", "label": []}])),
-    ("doccano-entities.jsonl", json.dumps({"text": TEXT, "entities": [{"id": i, "label": l, "start_offset": s, "end_offset": e} for i, (s, e, l) in enumerate(SPANS)]})),
+NONE = "no entities here at all"
+
+
+@pytest.mark.parametrize("name,content,lines", [
+    ("prodigy.jsonl", "\n".join(json.dumps(r) for r in [prodigy(), prodigy(NONE, [])]), [1, 2]),
+    ("doccano.jsonl", "\n\n".join(json.dumps(r) for r in [{"text": TEXT, "label": [list(s) for s in SPANS]}, {"text": NONE, "label": []}]), [1, 3]),
+    ("doccano-entities.jsonl", "\n".join(json.dumps(r) for r in [{"text": TEXT, "entities": [{"id": i, "label": l, "start_offset": s, "end_offset": e} for i, (s, e, l) in enumerate(SPANS)]},
+                                                                 {"text": NONE, "entities": []}]), [1, 2]),
     ("label-studio.json", json.dumps([{"id": 1, "data": {"text": TEXT}, "annotations": [{"was_cancelled": False, "result": [
-        {"type": "labels", "from_name": "label", "to_name": "text", "value": {"start": s, "end": e, "text": TEXT[s:e], "labels": [l]}} for s, e, l in SPANS]}]}], indent=2)),
-    ("label-studio-min.json", json.dumps([{"text": TEXT, "id": 1, "label": [{"start": s, "end": e, "text": TEXT[s:e], "labels": [l]} for s, e, l in SPANS]}])),
-    ("bio.conll", "-DOCSTART- O\n\nTook O\nan O\nAdvil B-drug\nbefore O\nElden B-game\nRing I-game\nnight O\nat O\nIKEA B-brand\nlol O\n"),
-    ("bilou.iob", "Took\tO\nan\tO\nAdvil\tU-drug\nbefore\tO\nElden\tB-game\nRing\tL-game\nnight\tO\nat\tO\nIKEA\tS-brand\nlol\tO\n"),
+        {"type": "labels", "from_name": "label", "to_name": "text", "value": {"start": s, "end": e, "text": TEXT[s:e], "labels": [l]}} for s, e, l in SPANS]}]},
+        {"id": 2, "data": {"text": NONE}, "annotations": [{"result": []}]}], indent=2), [2, 54]),
+    ("label-studio-min.json", json.dumps([{"text": TEXT, "id": 1, "label": [{"start": s, "end": e, "text": TEXT[s:e], "labels": [l]} for s, e, l in SPANS]},
+                                          {"text": NONE, "id": 2, "label": []}]), [1, 1]),
+    ("bio.conll", "-DOCSTART- O\n\nTook O\nan O\nAdvil B-drug\nbefore O\nElden B-game\nRing I-game\nnight O\nat O\nIKEA B-brand\nlol O\n\nno O\nentities O\n", [3, 14]),
+    ("bilou.iob", "\ufeffTook\tO\nan\tO\nAdvil\tU-drug\nbefore\tO\nElden\tB-game\nRing\tL-game\nnight\tO\nat\tO\nIKEA\tS-brand\nlol\tO\n\nnone\tO\n", [1, 12]),
 ])  # fmt: skip
-def test_every_format_gives_the_same_entities(tmp_path, name, content):
+def test_every_format_gives_the_same_entities_and_each_tweet_its_line(tmp_path, name, content, lines):
     labelled = read_labelled(write(tmp_path / name, content), NLP)
-    assert ents(labelled)[0] == WANT
-    assert labelled.lines[0] >= 1
+    assert ents(labelled) == [WANT, []] and labelled.lines == lines
 
 
 def test_a_docbin_reads_as_it_is_and_prodigy_tokens_are_used_as_given(tmp_path):
@@ -68,6 +73,7 @@ def test_a_docbin_reads_as_it_is_and_prodigy_tokens_are_used_as_given(tmp_path):
         start += len(word) + 1
     labelled = read_labelled(write(tmp_path / "tok.jsonl", json.dumps({"text": text, "tokens": tokens, "spans": [{"start": 19, "end": 29, "label": "game"}]})), NLP)
     assert [t.text for t in labelled.docs[0]] == words  # spaCy's tokenizer would split "can't"
+    assert ents(labelled) == [[("Elden Ring", "game")]]
 
 
 def test_rejected_answers_and_unannotated_tasks_are_counted_not_silently_dropped(tmp_path):
@@ -116,13 +122,16 @@ def test_snap_moves_spans_to_token_boundaries_and_lists_each(tmp_path):
     assert labelled.snapped == [f"{path}:1: 'Advi' -> 'Advil'", f"{path}:1: ' Elden Ring' -> 'Elden Ring'"]
 
 
-def test_prepare_splits_a_seeded_dev_set_takes_test_text_out_and_writes_nothing_on_error(tmp_path):
+def test_prepare_splits_a_seeded_dev_set_apart_from_train_and_takes_test_text_out(tmp_path):
     report = prepare_corpus(EXAMPLE / "train.jsonl", tmp_path / "corpus", test=EXAMPLE / "test.jsonl", seed=3)
     assert report["labels"] == ["brand", "drug", "game"] and report["dev_split"]["docs"] == 40
     assert [report["splits"][s]["docs"] for s in ("train", "dev", "test")] == [160, 40, 40]
-    again = prepare_corpus(EXAMPLE / "train.jsonl", tmp_path / "again", test=EXAMPLE / "test.jsonl", seed=3)
+    prepare_corpus(EXAMPLE / "train.jsonl", tmp_path / "again", test=EXAMPLE / "test.jsonl", seed=3)
+    prepare_corpus(EXAMPLE / "train.jsonl", tmp_path / "other", test=EXAMPLE / "test.jsonl", seed=4)
     read = lambda p: [d.text for d in DocBin().from_disk(p).get_docs(Vocab())]  # noqa: E731
-    assert read(tmp_path / "corpus" / "dev.spacy") == read(tmp_path / "again" / "dev.spacy")  # seeded
+    dev = read(tmp_path / "corpus" / "dev.spacy")
+    assert dev == read(tmp_path / "again" / "dev.spacy") and dev != read(tmp_path / "other" / "dev.spacy")  # seeded
+    assert not set(dev) & set(read(tmp_path / "corpus" / "train" / "train.spacy"))
     assert srsly.read_json(tmp_path / "corpus" / "labels.json") == ["brand", "drug", "game"]
     # a test tweet repeated in train leaves train
     lines = (EXAMPLE / "train.jsonl").read_text(encoding="utf-8").splitlines() + [(EXAMPLE / "test.jsonl").read_text(encoding="utf-8").splitlines()[0]]
@@ -175,9 +184,15 @@ def test_an_int8_base_is_refused_with_its_float_twin_named(tiny_model_dir, tmp_p
         own_config(["drug"], base=str(tmp_path / "int8"))
 
 
-def test_continuing_keeps_the_shared_labels_weights_and_learns_the_new_ones(tiny_model_dir, assets_dir, tmp_path):
+def test_continuing_starts_from_the_base_and_learns_a_new_label_beside_its_own(tiny_model_dir, assets_dir, tmp_path):
     """Route (b) on the tiny pipeline: 'person' (shared) and a new label; the
-    sourced NER gets the new label and the old ones stay in its label set."""
+    transformer starts as the base's, the sourced NER gets the new label and
+    keeps the base's others."""
+    from spacy.training.initialize import init_nlp
+    from spacy.util import load_config
+
+    from spacy_twner.pipeline.transformer_model import transformer_module
+
     labels = ["person", "drug"]
     texts = [("Justin Bieber took an Advil", [(0, 13, "person"), (22, 27, "drug")]), ("Advil for Taylor Swift", [(0, 5, "drug"), (10, 22, "person")])]
     rows = [prodigy(t, s) for t, s in texts] * 20
@@ -185,7 +200,12 @@ def test_continuing_keeps_the_shared_labels_weights_and_learns_the_new_ones(tiny
     prepare_corpus(data, tmp_path / "corpus", dev=data, labels=labels)
     config = own_config(labels, base=str(tiny_model_dir), labels_path=str(tmp_path / "corpus" / "labels.json"))
     config.to_disk(tmp_path / "config.cfg")
-    base_labels = set(spacy.load(tiny_model_dir).get_pipe("ner").labels)
+    base = spacy.load(tiny_model_dir)
+    base_labels = set(base.get_pipe("ner").labels)
+    start = init_nlp(load_config(tmp_path / "config.cfg", overrides={"paths.train": str(tmp_path / "corpus" / "train"), "paths.dev": str(tmp_path / "corpus" / "dev.spacy")}))
+    weights = dict(transformer_module(base).named_parameters())
+    assert all(p.detach().equal(weights[n].detach()) for n, p in transformer_module(start).named_parameters())
+    assert set(start.get_pipe("ner").labels) == base_labels | {"drug"}
     model = train_tiny(tmp_path / "config.cfg", tmp_path / "training", tiny_model_dir, tmp_path / "corpus" / "train", tmp_path / "corpus" / "dev.spacy", steps=30)
     nlp = spacy.load(model)
     assert set(nlp.get_pipe("ner").labels) == base_labels | {"drug"}
@@ -198,8 +218,11 @@ def own_config(labels, **kwargs):
 
 def test_unlabelled_text_is_an_error_not_tweets_without_entities(tmp_path):
     path = write(tmp_path / "plain.jsonl", '{"text": "just a tweet"}\n{"text": "another"}\n')
-    with pytest.raises(DataError, match=r"plain.jsonl:1: no record says which entities it holds"):
+    with pytest.raises(DataError, match=r"plain.jsonl:1: no spans, entities or labels field: unlabeled text"):
         read_labelled(path, NLP)
+    mixed = write(tmp_path / "mixed.jsonl", json.dumps(prodigy()) + '\n{"text": "an unlabelled one"}\n')
+    with pytest.raises(DataError, match=r"mixed.jsonl:2: no spans, entities or labels field"):
+        read_labelled(mixed, NLP)
 
 
 def test_label_studio_json_min_under_its_own_name_and_utf16_offsets_after_an_emoji(tmp_path):

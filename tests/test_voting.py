@@ -38,6 +38,8 @@ def test_a_span_scores_the_weighted_mean_of_its_members_confidences_and_zero_whe
 def test_overlapping_spans_go_to_the_higher_score_and_ties_by_position():
     doc = doc_with({"a": [(7, 9, "geo-loc", 0.9)], "b": [(7, 10, "geo-loc", 0.95), (7, 9, "company", 0.2)]})
     assert voted(Vote("vote", ["a", "b"], 0.1, {})(doc)) == [(7, 10, "geo-loc", 0.475)]
+    tie = doc_with({"a": [(0, 2, "person", 0.6)], "b": [(1, 3, "person", 0.6)]})
+    assert voted(Vote("vote", ["a", "b"], 0.1, {})(tie)) == [(0, 2, "person", 0.3)]  # equal scores: the earlier span
 
 
 def test_member_moves_entities_and_confidences_into_spans_and_leaves_ents_unset():
@@ -82,7 +84,7 @@ def test_members_predict_inside_the_ensemble_what_they_predict_alone(ensemble_di
     for name, path in (("fp", tiny_model_dir), ("q", ensemble_dir / "int8")):
         alone = [[(e.start_char, e.end_char, e.label_, round(e._.confidence, 5)) for e in d.ents] for d in spacy.load(path).pipe(tweets)]
         inside = [[(e.start_char, e.end_char, e.label_, round(c, 5)) for e, c in zip(d.spans[name], d.spans[name].attrs["confidence"])] for d in docs]
-        assert inside == alone, name
+        assert any(alone) and inside == alone, name
     assert sum(len(d.ents) for d in docs) > 0 and all(0.2 <= e._.confidence <= 1.0 for d in docs for e in d.ents)
 
 
@@ -96,8 +98,8 @@ def test_an_ensemble_saves_loads_and_scores_as_any_pipeline(ensemble_dir, tweets
     assert key(again.pipe(tweets)) == key(nlp.pipe(tweets))
     from .conftest import small_corpus
 
-    scores = nlp.evaluate(list(Corpus(small_corpus(assets_dir, tmp_path, "dev", 30))(nlp)))
-    assert 0.0 <= scores["ents_f"] <= 1.0
+    trained_on = small_corpus(assets_dir, tmp_path, "train", 30, with_entities=True)  # what the members learnt
+    assert nlp.evaluate(list(Corpus(trained_on)(nlp)))["ents_f"] > 0.0
 
 
 def test_ensemble_config_refuses_one_member_and_names_that_clash(tiny_model_dir):
@@ -120,6 +122,7 @@ def test_tune_vote_scores_each_setting_as_the_assembled_pipeline_would(ensemble_
     report = tune_vote(str(ensemble_dir / "model"), dev, thresholds=(0.1, 0.3), weights=(1.0, 2.0))
     assert [r["members"] for r in report["rows"][:2]] == [["fp"], ["q"]] and len(report["rows"]) == 2 + 2 * 2
     best = report["best"]
+    assert best["ents_f"] > 0 and len({round(r["ents_f"], 6) for r in report["rows"]}) > 1  # settings differ: the choice is real
     nlp = spacy.load(ensemble_dir / "model", config={"components.vote.threshold": best["threshold"], "components.vote.weights": best["weights"]})
     assert nlp.evaluate(list(Corpus(dev)(nlp)))["ents_f"] == pytest.approx(best["ents_f"])
 

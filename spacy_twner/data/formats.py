@@ -35,6 +35,9 @@ FORMATS = {**{s: "CoNLL" for s in CONLL_SUFFIXES}, ".spacy": "spaCy DocBin", **{
            ".json": "Label Studio JSON"}  # fmt: skip
 
 
+UNLABELED = 'no spans, entities or labels field: unlabeled text? A tweet without entities carries an empty list, e.g. "spans": []'
+
+
 class DataError(ValueError):
     """A problem in a labelled file, located by path and 1-based line."""
 
@@ -53,7 +56,7 @@ class Labelled:
     format: str = ""
     left_out: Counter = field(default_factory=Counter)  # reason -> examples
     snapped: List[str] = field(default_factory=list)  # "line: 'span' -> 'snapped'"
-    has_spans: bool = False  # the record last read named its entities
+    has_spans: bool = False  # whether the record just read names its entities
 
 
 def read_labelled(path: Path, nlp: Language, *, snap: bool = False, repair: bool = False) -> Labelled:
@@ -86,18 +89,20 @@ def read_labelled(path: Path, nlp: Language, *, snap: bool = False, repair: bool
         records = _jsonl_records(path, text) if kind.startswith("JSONL") else _json_records(path, text)
         labelled = False  # whether any record says which entities it has (an empty list counts)
         for line, record in records:
+            out.has_spans = False
             doc = _record_doc(path, line, record, nlp, snap, out)
             labelled = labelled or out.has_spans
             if doc is None:
                 continue
+            if not out.has_spans and kind.startswith("JSONL"):  # JSON-MIN may leave an unannotated task's field out
+                raise DataError(path, line, UNLABELED)
             if not len(doc):
                 out.left_out["empty tweet"] += 1
                 continue
             out.docs.append(doc)
             out.lines.append(line)
         if out.docs and not labelled:
-            raise DataError(path, out.lines[0], "no record says which entities it holds (no spans, entities or labels field): "
-                                                "unlabeled text? A tweet without entities carries an empty list, e.g. \"spans\": []")  # fmt: skip
+            raise DataError(path, out.lines[0], f"no record of the file: {UNLABELED}")
     if not out.docs:
         left = f" ({', '.join(f'{n} {why}' for why, n in out.left_out.items())})" if out.left_out else ""
         raise DataError(path, 1, f"no labelled tweets in the file{left}")

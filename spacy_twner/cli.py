@@ -571,7 +571,8 @@ def ensemble_config(
     lang: str = typer.Option("en", "--lang", help="The ensemble's language (its tokenizer)"),
 ) -> None:
     """An ensemble of trained pipelines that vote on each entity: the config
-    `spacy assemble` builds it from."""
+    `spacy assemble` builds it from. A member of another language is copied
+    next to the config (members/NAME) in the ensemble's language."""
     from .packaging.ensemble import ensemble_config as build
 
     pairs = [_key_value(m, "--member") for m in _split_all(members)]
@@ -579,7 +580,7 @@ def ensemble_config(
     if len(named) < len(pairs):
         _fail(f"--member: a name given twice ({', '.join(n for n, _ in pairs)})")
     try:
-        config = build({k: str(v) for k, v in named.items()}, threshold=threshold, lang=lang,
+        config = build({k: str(v) for k, v in named.items()}, threshold=threshold, lang=lang, copies=output_path.parent / "members",
                        weights={k: float(v) for k, v in (_key_value(w, "--weight") for w in _split_all(weights))})  # fmt: skip
     except ValueError as e:
         _fail(e)

@@ -9,7 +9,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span, SpanGroup
 
-from spacy_twner.packaging.ensemble import ensemble_config
+from spacy_twner.packaging.ensemble import ensemble_config, in_language
 from spacy_twner.packaging.optimize import convert_runtime, runtime_config
 from spacy_twner.pipeline.voting import Member, Vote
 
@@ -100,6 +100,22 @@ def test_an_ensemble_saves_loads_and_scores_as_any_pipeline(ensemble_dir, tweets
 
     trained_on = small_corpus(assets_dir, tmp_path, "train", 30, with_entities=True)  # what the members learnt
     assert nlp.evaluate(list(Corpus(trained_on)(nlp)))["ents_f"] > 0.0
+
+
+def test_a_member_of_another_language_votes_in_the_ensembles_as_it_predicts_alone(ensemble_dir, tweets, tmp_path):
+    xx = in_language(ensemble_dir / "int8", "xx", tmp_path / "xx")  # a multilingual member, as xx_twner is
+    assert spacy.load(xx).lang == "xx"
+    with pytest.raises(ValueError, match="member x is a 'xx' pipeline in an 'en' ensemble"):
+        ensemble_config({"fp": str(ensemble_dir / "int8"), "x": str(xx)})
+    cli = [sys.executable, "-m", "spacy_twner", "ensemble-config", str(tmp_path / "en" / "config.cfg"), "--member", f"q={ensemble_dir / 'int8'},x={xx}"]
+    subprocess.run(cli, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "spacy", "assemble", str(tmp_path / "en" / "config.cfg"), str(tmp_path / "en" / "model")], check=True, capture_output=True)
+    nlp, alone = spacy.load(tmp_path / "en" / "model"), spacy.load(xx)
+    assert nlp.lang == "en" and spacy.load(tmp_path / "en" / "members" / "x").lang == "en"
+    words = [[t.text for t in doc] for doc in nlp.tokenizer.pipe(tweets)]  # the ensemble's tokens, given to both
+    docs = [nlp(Doc(nlp.vocab, w)) for w in words]
+    inside = [[(s.start, s.end, s.label_) for s in doc.spans["x"]] for doc in docs]
+    assert any(inside) and inside == [[(e.start, e.end, e.label_) for e in alone(Doc(alone.vocab, w)).ents] for w in words]
 
 
 def test_ensemble_config_refuses_one_member_and_names_that_clash(tiny_model_dir):

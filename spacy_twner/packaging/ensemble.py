@@ -6,16 +6,41 @@ component, then twner_vote (spacy_twner/pipeline/voting.py).
         --member e5=training/wnut16-xx/model-int8 --threshold 0.2
     spacy assemble configs/ensemble-generated.cfg training/ensemble/model-final
 """
+import shutil
+from pathlib import Path
 from typing import Dict, Optional
 
+import srsly
 from thinc.api import Config
 
+from ..pipeline.checksums import CHECKSUMS, file_checksums
 from ..training.own_config import base_pipeline, pipeline_dir
 
 
+def in_language(directory: Path, lang: str, copy: Path) -> Path:
+    """spaCy sources a component only from a pipeline of the ensemble's own
+    language (E150). A member of another (xx_twner in an English ensemble) is
+    copied with only its declared language changed: its transformer and NER
+    read the ensemble's tokens, as they read gold tokens in evaluation."""
+    if srsly.read_json(directory / "meta.json")["lang"] == lang:
+        return directory
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(directory, copy)
+    config = Config().from_disk(copy / "config.cfg", interpolate=False)
+    config["nlp"]["lang"] = lang
+    config.to_disk(copy / "config.cfg")
+    meta = srsly.read_json(copy / "meta.json")
+    srsly.write_json(copy / "meta.json", {**meta, "lang": lang})
+    if (copy / CHECKSUMS).is_file():  # the two edits are this copy's own: its sums say so
+        srsly.write_json(copy / CHECKSUMS, file_checksums(copy))
+    return copy
+
+
 def ensemble_config(members: Dict[str, str], *, threshold: float = 0.2, weights: Optional[Dict[str, float]] = None,
-                    lang: str = "en") -> Config:  # fmt: skip
-    """Members name -> pipeline (a directory or package with transformer and ner)."""
+                    lang: str = "en", copies: Optional[Path] = None) -> Config:  # fmt: skip
+    """Members name -> pipeline (a directory or package with transformer and
+    ner); copies: where members of another language are copied in this one."""
     if len(members) < 2:
         raise ValueError(f"an ensemble needs two members or more, got {len(members)}")
     for name in members:
@@ -23,8 +48,10 @@ def ensemble_config(members: Dict[str, str], *, threshold: float = 0.2, weights:
             raise ValueError(f"member name {name!r}: a word such as minilm or e5 (it names components and doc.spans keys)")
     pipeline, components = [], {}
     for name, source in members.items():
-        directory = str(pipeline_dir(source))
-        base_pipeline(source, trainable=False)  # a transformer and an ner, or an error that says so
+        base = base_pipeline(source, trainable=False)  # a transformer and an ner, or an error that says so
+        if base["lang"] != lang and copies is None:
+            raise ValueError(f"member {name} is a {base['lang']!r} pipeline in an {lang!r} ensemble: name a folder for its copy")
+        directory = str(in_language(pipeline_dir(source), lang, (copies or Path()) / name))
         components[f"transformer_{name}"] = {"source": directory, "component": "transformer"}
         components[f"ner_{name}"] = {"source": directory, "component": "ner"}
         components[name] = {"factory": "twner_member"}

@@ -57,7 +57,7 @@ OPTIONS: Dict[str, Dict[str, Any]] = {
     "no-confidence": {"what": "the default without entity confidences (confidence_beam_width 0)", "model": "model-int8",
                       "config": {"components.ner.confidence_beam_width": 0}},  # fmt: skip
     "no-embedder": {"what": "the default without its sentence_embedder", "model": "model-int8", "exclude": ["sentence_embedder"]},
-    "xx": {"what": "xx_twner (--xx-model): multilingual-e5-small, torch float32", "model": "xx"},
+    "xx": {"what": "xx_twner (--xx-model): multilingual-e5-small (int8 as xx_twner ships it)", "model": "xx"},
 }
 BATCH_SIZE = 64
 

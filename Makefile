@@ -67,7 +67,7 @@ multilingual: $(BIN)/.installed
 # minutes on 2 cores), then the slow tier (the workflows on a slice, wheels in
 # fresh venvs, a real server and browser; about 45 minutes).
 # The ensemble package (not in `all`): after `make all` and `make multilingual`,
-# whose pipelines it reuses; trains one more MiniLM seed (docs/usage.md)
+# whose pipelines (en_twner's and xx_twner's runs) it reuses (docs/usage.md)
 ensemble: $(BIN)/.installed
 	$(RUN) ensemble . $(VARS)
 

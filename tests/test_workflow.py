@@ -25,7 +25,7 @@ from safetensors.numpy import load_file
 
 from spacy_twner.packaging.package import pipeline_code
 
-from .conftest import ROOT
+from .conftest import ROOT, SLICE, run_workflow, source_vars
 
 # the packages' version: project.yml's, as the workflow builds them
 VERSION = __version__
@@ -240,3 +240,41 @@ def test_repackaging_leaves_nothing_stale_in_the_wheel(project, run_dir, tmp_pat
         shipped = {n[len(prefix):] for n in z.namelist() if n.startswith(prefix)}
     expected = {str(p.relative_to(model)) for p in model.rglob("*") if p.is_file()}
     assert shipped == expected | {"README.md", "meta.json"}
+
+
+ENSEMBLE_LOAD = """
+import json, sys
+import spacy
+lg, en = spacy.load("en_twner_lg"), spacy.load("en_twner")
+out = []
+for doc, alone in zip(lg.pipe(json.loads(sys.argv[1])), en.pipe(json.loads(sys.argv[1]))):
+    out.append({"ents": [[e.start_char, e.end_char, e.label_, e._.confidence] for e in doc.ents],
+                "members": {k: [[s.start_char, s.end_char, s.label_] for s in doc.spans[k]] for k in ("minilm", "e5")},
+                "en_twner": [[e.start_char, e.end_char, e.label_] for e in alone.ents]})
+print(json.dumps({"pipe_names": lg.pipe_names, "meta": lg.meta, "docs": out}))
+"""
+
+
+def test_the_ensemble_workflow_packages_a_vote_that_loads_offline_next_to_en_twner(xx_project, fresh_venv, tmp_path):
+    """make ensemble on the slice: en_twner's and xx_twner's runs (the xx one
+    copied into English) assembled, scored once, packaged; the wheel votes in a
+    fresh venv without spacy_twner, its minilm member seeing what en_twner sees."""
+    run_workflow(xx_project, "ensemble", {**source_vars(), **SLICE})
+    record = json.loads((xx_project / "metrics" / "twner_lg.json").read_text())
+    assert record["model"] == "training/twner_lg/model-final" and 0.0 <= record["ents_f"] <= 1.0
+    wheel = xx_project / "packages" / f"en_twner_lg-{VERSION}" / "dist" / f"en_twner_lg-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as z:
+        card = z.read(f"en_twner_lg/en_twner_lg-{VERSION}/README.md").decode("utf-8")
+    assert card.startswith(f"# en_twner_lg {VERSION}") and "sentence_embedder" not in card
+    subprocess.run([str(fresh_venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([str(fresh_venv / "bin" / "python"), "-c", ENSEMBLE_LOAD, json.dumps(TWEETS)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["pipe_names"] == ["transformer_minilm", "ner_minilm", "minilm", "transformer_e5", "ner_e5", "e5", "vote"]
+    assert loaded["meta"]["lang"] == "en" and loaded["meta"]["performance"]["ents_f"] == pytest.approx(record["ents_f"])
+    for doc in loaded["docs"]:
+        assert doc["members"]["minilm"] == doc["en_twner"]
+        members = {tuple(s) for spans in doc["members"].values() for s in spans}
+        assert all(tuple(e[:3]) in members and 0.0 < e[3] <= 1.0 for e in doc["ents"])

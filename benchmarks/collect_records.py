@@ -7,6 +7,9 @@ the user pages' figures are then regenerated from them (`twner docs docs/*.md`).
 The build directory is a project that ran `make all`, `make multilingual`
 and `make ensemble`; throughput and serving records are copied when the
 benchmarks wrote them there (metrics/throughput*.json, metrics/serve.json).
+The experiments' records go along when present: WNUT17 as own data
+(docs/experiments/own-data.md) into docs/runs/own/, the ensemble's protocol
+(docs/experiments/ensemble.md) into docs/runs/ensemble/.
 """
 import json
 import re
@@ -68,7 +71,26 @@ def main(
     if make_all_log is not None:
         record = {**make_log(make_all_log), **({"disk_gb": disk_gb} if disk_gb is not None else {})}
         (output / "make-all.json").write_text(json.dumps(record, indent=2) + "\n")
+    experiments(build, output.parent)
     print(f"wrote {output}: {', '.join(manifest)}")
+
+
+def experiments(build: Path, runs: Path) -> None:
+    """The own-data runs (metrics/w17*.json) and the ensemble protocol's records, by the names the logs use."""
+    metrics = build / "metrics"
+    own = {p.name: p for p in metrics.glob("w17*.json") if not p.name.endswith("-text.json")}
+    own.update({p.name: p for p in metrics.glob("*-old-labels.json")})
+    if (metrics / "wnut17-trf-train.json").is_file() and own:
+        own["wnut17-named.json"] = metrics / "wnut17-trf-train.json"
+    ensemble = {p.name: p for p in metrics.glob("dev-wnut16-*.json")}
+    ensemble.update({p.name: p for p in (build / "training" / "ens-lfl").glob("*.json")})
+    if (metrics / "ens-lfl-vote.json").is_file():
+        ensemble["vote.json"] = metrics / "ens-lfl-vote.json"
+    for folder, records in (("own", own), ("ensemble", ensemble)):
+        if records:
+            (runs / folder).mkdir(parents=True, exist_ok=True)
+        for name, path in sorted(records.items()):
+            shutil.copy(path, runs / folder / name)
 
 
 if __name__ == "__main__":

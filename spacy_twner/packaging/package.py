@@ -3,6 +3,7 @@
 Its code is the folder spacy_twner/pipeline/ (every module, derived, never a
 hand-written list); its README is the model card; its LICENSE the project's.
 """
+import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,19 @@ from .meta import build_meta, model_card, overlay
 # requirement; spaCy adds it only because it also finds our entry points.
 OWN_DISTRIBUTION = "spacy-twner"
 PIPELINE_CODE = Path(__file__).parent.parent / "pipeline"
-LICENSE = Path(__file__).parent.parent.parent / "LICENSE"
+
+
+def project_license() -> Path:
+    """The project's LICENSE: the source tree's, or, where spacy_twner is
+    installed from a wheel, the copy in its metadata (dist-info/licenses/)."""
+    source = Path(__file__).resolve().parent.parent.parent / "LICENSE"
+    if source.is_file():
+        return source
+    dist = importlib.metadata.distribution(OWN_DISTRIBUTION)
+    for file in dist.files or []:
+        if file.name == "LICENSE" and ".dist-info" in str(file):
+            return Path(dist.locate_file(file))
+    raise FileNotFoundError(f"{OWN_DISTRIBUTION}'s LICENSE: neither beside the source nor in its installed metadata")
 
 
 def pipeline_code() -> List[Path]:
@@ -67,6 +80,6 @@ def package_pipeline(
     card = model_card(packaged, metrics, Path(card_path).read_text(encoding="utf-8"))
     for readme in (main_path / "README.md", main_path / full_name / f"{full_name}-{meta['version']}" / "README.md"):
         readme.write_text(card, encoding="utf-8")
-    shutil.copy(LICENSE, main_path / "LICENSE")
+    shutil.copy(project_license(), main_path / "LICENSE")
     subprocess.run([sys.executable, "-m", "build", "--wheel", str(main_path)], check=True)
     return main_path / "dist" / f"{full_name}-{meta['version']}-py3-none-any.whl"

@@ -270,3 +270,13 @@ def test_rehearsal_fills_the_users_tweets_with_the_base_s_other_entities(tiny_mo
     assert [sorted((e.start_char, e.end_char, e.label_) for e in d.ents) for d in filled] == want
     assert added == sum(len(w) - 1 for w in want)
     assert fill_user_docs(base, tmp_path / "train.spacy", {"drug"}) == added  # the same again: it does not pile up
+
+
+@pytest.mark.parametrize("n,max_texts,want", [(300, 0, (270, 30)), (3000, 100, (100, 60)), (120, 0, (108, 12))])
+def test_pretraining_holds_out_a_tenth_of_a_small_text_and_trains_on_at_most_max_texts(tiny_backbone_dir, tmp_path, n, max_texts, want):
+    from spacy_twner.training import Schedule
+    from spacy_twner.training.pretrain import pretrain
+
+    (tmp_path / "text.txt").write_text("\n".join(f"tweet number {i} about #things" for i in range(n)), encoding="utf-8")
+    stats = pretrain(str(tiny_backbone_dir), [tmp_path / "text.txt"], tmp_path / "out", Schedule(epochs=0.01, batch_size=32, learning_rate=1e-4), max_texts=max_texts)
+    assert (stats["texts"], stats["held_out_texts"]) == want

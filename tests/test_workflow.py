@@ -193,7 +193,8 @@ def test_wheel_loads_offline_in_fresh_venv_without_spacy_twner(project, run_dir,
     assert "ents_per_type" in meta["performance"] and meta["sources"] and licence
     # spaCy's own model card header (feature table, label scheme, accuracy), then the project's sections
     assert card.startswith(f"# {package} {VERSION}\n") and f"| **Name** | `{package}` |" in card and "### Label Scheme" in card
-    assert "`geo-loc`" in card and "### Accuracy" in card and "| `ENTS_F` |" in card
+    assert meta["labels"]["ner"] and all(f"`{label}`" in card for label in meta["labels"]["ner"])  # the slice's labels (WNUT17)
+    assert "### Accuracy" in card and "| `ENTS_F` |" in card
     for section in ("## Intended use", "## Limitations", "## Citation", "Yang et al.", "| person |"):
         assert section in card
 

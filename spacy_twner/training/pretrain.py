@@ -81,7 +81,7 @@ def pretrain(
     if max_texts:
         texts = texts[: max_texts + HELD_OUT]
     n_held_out = min(HELD_OUT, len(texts) // 10)  # a user's few hundred tweets keep most for training
-    held_out, texts = texts[:n_held_out], texts[n_held_out:]
+    held_out, texts = texts[:n_held_out], texts[n_held_out : n_held_out + max_texts if max_texts else None]
     if not texts or not held_out:
         raise ValueError(f"{len(texts) + n_held_out} texts: too few for masked-LM adaptation (at least 10); use --epochs 0 to keep the backbone")
     train, evaluation = encode(texts, tokenizer, case_types), encode(held_out, tokenizer, case_types)

@@ -14,16 +14,15 @@ import srsly
 from thinc.api import Config
 
 from ..pipeline.checksums import CHECKSUMS, file_checksums
-from ..training.own_config import base_pipeline, pipeline_dir
+from ..training.own_config import base_pipeline
 
 
 def in_language(directory: Path, lang: str, copy: Path) -> Path:
-    """spaCy sources a component only from a pipeline of the ensemble's own
-    language (E150). A member of another (xx_twner in an English ensemble) is
-    copied with only its declared language changed: its transformer and NER
-    read the ensemble's tokens, as they read gold tokens in evaluation."""
-    if srsly.read_json(directory / "meta.json")["lang"] == lang:
-        return directory
+    """A copy of the pipeline at directory in another language: spaCy sources
+    a component only from a pipeline of the ensemble's own language (E150),
+    so a member of another (xx_twner in an English ensemble) is copied with
+    only its declared language changed; its transformer and NER read the
+    ensemble's tokens, as they read gold tokens in evaluation."""
     if copy.exists():
         shutil.rmtree(copy)
     shutil.copytree(directory, copy)
@@ -49,11 +48,13 @@ def ensemble_config(members: Dict[str, str], *, threshold: float = 0.2, weights:
     pipeline, components = [], {}
     for name, source in members.items():
         base = base_pipeline(source, trainable=False)  # a transformer and an ner, or an error that says so
-        if base["lang"] != lang and copies is None:
-            raise ValueError(f"member {name} is a {base['lang']!r} pipeline in an {lang!r} ensemble: name a folder for its copy")
-        directory = str(in_language(pipeline_dir(source), lang, (copies or Path()) / name))
-        components[f"transformer_{name}"] = {"source": directory, "component": "transformer"}
-        components[f"ner_{name}"] = {"source": directory, "component": "ner"}
+        directory = base["directory"]
+        if base["lang"] != lang:
+            if copies is None:
+                raise ValueError(f"member {name} is a {base['lang']!r} pipeline in an {lang!r} ensemble: name a folder for its copy")
+            directory = in_language(directory, lang, copies / name)
+        components[f"transformer_{name}"] = {"source": str(directory), "component": "transformer"}
+        components[f"ner_{name}"] = {"source": str(directory), "component": "ner"}
         components[name] = {"factory": "twner_member"}
         pipeline += [f"transformer_{name}", f"ner_{name}", name]
     components["vote"] = {"factory": "twner_vote", "members": list(members), "threshold": threshold, "weights": dict(weights or {})}

@@ -47,8 +47,9 @@ def pipeline_dir(name: str) -> Path:
 
 
 def base_pipeline(name: str, trainable: bool = True) -> dict:
-    """What a config needs to know of a trained pipeline: its language and NER
-    labels; trainable: its transformer must be float torch, to train on."""
+    """What a config needs to know of a trained pipeline: its data directory,
+    language and NER labels; trainable: its transformer must be float torch,
+    to train on."""
     directory = pipeline_dir(name)
     config = load_config(directory / "config.cfg")
     meta = srsly.read_json(directory / "meta.json")
@@ -59,7 +60,7 @@ def base_pipeline(name: str, trainable: bool = True) -> dict:
     if trainable and (runtime.get("@misc") != "spacy_twner.TorchRuntime.v1" or runtime.get("quantize")):
         raise ValueError(f"{name} runs its transformer as an int8 or ONNX graph, which cannot be trained further: "
                          f"continue from its float32 twin ({name.removesuffix('_fp32')}_fp32 for a package, or its model-final)")  # fmt: skip
-    return {"lang": config["nlp"]["lang"], "labels": list(meta.get("labels", {}).get("ner", [])), "components": components}
+    return {"directory": directory, "lang": config["nlp"]["lang"], "labels": list(meta.get("labels", {}).get("ner", [])), "components": components}
 
 
 def own_config(
@@ -85,7 +86,7 @@ def own_config(
         info = base_pipeline(base)
         if info["lang"] != lang:
             raise ValueError(f"{base} is a {info['lang']!r} pipeline: its transformer reads {info['lang']!r} tokens, so train with lang {info['lang']!r}, not {lang!r}")
-        source = str(pipeline_dir(base))  # what spacy train can import, whatever the name's spelling
+        source = str(info["directory"])  # what spacy train can import, whatever the name's spelling
         config["components"]["transformer"] = {"source": source}
         if keep_labels or set(labels) & set(info["labels"]):
             config["components"]["ner"] = {"source": source}

@@ -78,12 +78,11 @@ def main(
 
 
 def experiments(build: Path, runs: Path) -> None:
-    """The own-data runs (metrics/w17*.json) and the ensemble protocol's records, by the names the logs use."""
+    """The own-data runs (metrics/w17*.json; the named route's record is the
+    build's wnut17-trf-train.json) and the ensemble protocol's records."""
     metrics = build / "metrics"
     own = {p.name: p for p in metrics.glob("w17*.json") if not p.name.endswith("-text.json")}
     own.update({p.name: p for p in metrics.glob("*-old-labels.json")})
-    if (metrics / "wnut17-trf-train.json").is_file() and own:
-        own["wnut17-named.json"] = metrics / "wnut17-trf-train.json"
     ensemble = {p.name: p for p in metrics.glob("dev-wnut16-*.json")}
     ensemble.update({p.name: p for p in (build / "training" / "ens-lfl").glob("*.json")})
     if (metrics / "ens-lfl-vote.json").is_file():
